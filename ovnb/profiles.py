@@ -1,0 +1,77 @@
+"""Run profiles: how big a run is, on which data and with which weights.
+
+| profile | where | weights | data |
+|---|---|---|---|
+| ``toy`` | any CPU, offline | toy models | the toy world |
+| ``smoke`` | CI | toy models, fewest steps | a few toy images |
+| ``quick`` | one Colab GPU | released public weights | subsets of the real benchmarks |
+| ``paper`` | a GPU node | released public weights | full benchmarks, paper protocol |
+
+Each profile is a YAML file in ``ovnb/profiles/``; ``load(name)`` returns a frozen ``Profile``.
+Chapters read the generic fields below and keep chapter-specific settings under ``extra``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+WEIGHTS_SOURCES = ("toy", "released", "retrained")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    weights: str  # where frozen encoders come from: "toy" or "released"
+    data: str  # "toy" (the embedded world) or "real" (prepared benchmark datasets)
+    offline: bool  # True: never contact a model hub
+    train_iterations: int | None  # trained methods: optimizer steps per run (None = the paper schedule)
+    eval_images: int | None  # images per evaluation split (None = the whole split)
+    batch_size: int
+    seeds: tuple[int, ...] = (0,)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.weights not in ("toy", "released"):
+            raise ValueError(f"profile {self.name!r}: weights must be 'toy' or 'released', got {self.weights!r}")
+        if self.data not in ("toy", "real"):
+            raise ValueError(f"profile {self.name!r}: data must be 'toy' or 'real', got {self.data!r}")
+
+    def get(self, key: str, default=None):
+        """A chapter-specific setting from ``extra`` (e.g. ``profile.get("fusioner.iterations")``)."""
+        return self.extra.get(key, default)
+
+
+def names() -> list[str]:
+    """The valid profile names, in order from smallest to largest."""
+    order = ["smoke", "toy", "quick", "paper"]
+    found = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    return [n for n in order if n in found] + [n for n in found if n not in order]
+
+
+def load(name: str | Profile) -> Profile:
+    """The profile called ``name``; an unknown name is an error listing the valid ones."""
+    if isinstance(name, Profile):
+        return name
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(names())}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+    missing = sorted(f.name for f in dataclasses.fields(Profile)
+                     if f.name not in raw and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise ValueError(f"{path}: missing field(s) {missing}")
+    if raw.get("name") != name:
+        raise ValueError(f"{path}: field 'name' is {raw.get('name')!r}, expected {name!r}")
+    raw["seeds"] = tuple(raw.get("seeds", (0,)))
+    return Profile(**raw)
