@@ -1,0 +1,160 @@
+"""Assemble and render the site.
+
+1. Copy the executed notebooks of a profile (``build/executed/<profile>/``) into
+   ``book/notebooks/`` (git-ignored).
+2. Generate the pages whose content is data: the Reproduction status page (every cell of every
+   paper table with its status and delta, from ``ovnb/papers/*.yaml`` and the run records) and the
+   Environment page (versions, device, per-notebook wall times).
+3. Run jupyter-book with execution off: the notebooks already carry their outputs.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import env, papers, results, runner
+
+GENERATED = "_generated"
+
+
+def book_dir() -> Path:
+    root = env.project_root()
+    return (root if root is not None else Path.cwd()) / "book"
+
+
+def _fmt(value, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.1f}"
+    return text
+
+
+def _cell_html(paper_value, ours, delta, status, unit) -> str:
+    paper_text = _fmt(paper_value) or "–"
+    if status == "not yet":
+        return f'<td class="ovnb-st-none">{paper_text}</td>'
+    sign = "+" if delta is not None and not math.isnan(delta) and delta >= 0 else ""
+    delta_text = f" ({sign}{_fmt(delta)})" if delta is not None and not math.isnan(delta) else ""
+    return (f'<td class="ovnb-st-{status}">{paper_text}<br><span class="ovnb-ours">{status}: '
+            f'{_fmt(ours)}{delta_text}</span></td>')
+
+
+def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
+    """One paper table as HTML: each cell shows the paper value and, if reproduced, ours and the delta."""
+    sub = df[(df["paper"] == paper) & (df["table"] == table.id)].set_index(["row", "column"])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for col in table.columns:
+            r = sub.loc[(row, col)]
+            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"], r["unit"]))
+        body.append(f"<tr><th>{html.escape(row)}</th>{''.join(cells)}</tr>")
+    return (f'<table class="ovnb-paper-table"><thead><tr><th></th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def status_page(df: pd.DataFrame, figure: str | None) -> str:
+    summary = results.status_summary(df)
+    summary.index = [papers.TITLES[p] for p in summary.index]
+    lines = [
+        "# Reproduction status",
+        "",
+        "Every cell of every numeric table of the four papers. Each cell shows the paper's value and, once",
+        "a notebook has reproduced it, our value, the delta (ours minus paper) and the profile it came from:",
+        "`toy` (toy world and toy models, so deltas measure nothing but scale), `quick` (real weights,",
+        "benchmark subsets) or `paper` (real weights, full protocol). Smoke runs never count.",
+        "Paper values come from `ovnb/papers/*.yaml`, ours from the run records in `build/results/`.",
+        "",
+        "```{raw} html",
+        summary.to_html(classes="ovnb-summary", border=0),
+        "```",
+        "",
+    ]
+    if figure:
+        lines += [f"```{{figure}} {figure}", ":name: status-figure", "", "Paper-table cells by status.", "```", ""]
+    for name in papers.PAPERS:
+        lines += [f"## {papers.TITLES[name]}", ""]
+        for table in papers.tables(name):
+            lines += [f"### {papers.TITLES[name]} {table.id}", "", f"{table.caption} Unit: {table.unit}.", ""]
+            if table.note:
+                lines += [f"*Transcription note: {table.note}*", ""]
+            lines += ["```{raw} html", table_html(df, name, table), "```", ""]
+    return "\n".join(lines)
+
+
+def environment_page(profile: str) -> str:
+    info = env.collect(profile)
+    runs = runner.load_runs(profile)
+    versions = pd.DataFrame({"version": {**{"python": info["python"]}, **info["packages"]}})
+    lines = [
+        "# Environment",
+        "",
+        f"The site was assembled from the `{profile}` profile's executed notebooks. Each executed notebook",
+        "also prints its own environment in its first cells (``ovnb.env.report()``).",
+        "",
+        "## Build machine",
+        "",
+        "```{raw} html",
+        pd.DataFrame({"value": {"platform": info["platform"], "device": info["device"],
+                                "gpu": info["gpu"] or "none", "cpu threads": info["cpu_threads"],
+                                "git sha": info["git_sha"] or "unknown"}}).to_html(border=0),
+        versions.fillna("not installed").to_html(border=0),
+        "```",
+        "",
+        "## Notebook runs",
+        "",
+    ]
+    if runs:
+        frame = pd.DataFrame(runs.values())[["notebook", "profile", "status", "wall_time_s", "started"]]
+        frame = frame.rename(columns={"wall_time_s": "wall time (s)"})
+        lines += ["```{raw} html", frame.to_html(index=False, border=0), "```", ""]
+        total = sum(r["wall_time_s"] for r in runs.values())
+        lines += [f"Total notebook wall time: {total:.1f} s.", ""]
+    else:
+        lines += ["No notebook has been executed in this profile yet.", ""]
+    return "\n".join(lines)
+
+
+def assemble(profile: str, book: Path | None = None) -> Path:
+    """Copy executed notebooks and write the generated pages; returns the book folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    book = book or book_dir()
+    nb_dir = book / "notebooks"
+    if nb_dir.exists():
+        shutil.rmtree(nb_dir)
+    nb_dir.mkdir(parents=True)
+    for executed in sorted(runner.executed_dir(profile).glob("[0-9][0-9]_*.ipynb")):
+        shutil.copy2(executed, nb_dir / executed.name)
+    gen = book / GENERATED
+    gen.mkdir(parents=True, exist_ok=True)
+    df = results.compare()
+    fig_name = "status.png"
+    ax = results.plot_status(df)
+    ax.figure.tight_layout()
+    ax.figure.savefig(gen / fig_name, dpi=120)
+    plt.close(ax.figure)
+    (gen / "status.md").write_text(status_page(df, fig_name))
+    (gen / "environment.md").write_text(environment_page(profile))
+    return book
+
+
+def build(profile: str, book: Path | None = None, strict: bool = True) -> int:
+    """Assemble, then render with jupyter-book (execution off). Returns jupyter-book's exit code."""
+    book = assemble(profile, book)
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book), "--keep-going"]
+    if strict:
+        cmd += ["-W", "-n"]
+    return subprocess.run(cmd).returncode

@@ -1,0 +1,133 @@
+"""The ``ovnb`` command.
+
+    ovnb run NOTEBOOK... --profile P     execute notebooks into build/executed/P/
+    ovnb book --profile P                execute every notebook, then render the site
+    ovnb reproduce --profile P           execute every notebook and print the reproduction status
+    ovnb status [--profile P]            print the reproduction status from existing run records
+    ovnb profiles                        list the profiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import profiles
+
+
+def _parameters(pairs: list[str]) -> dict:
+    import yaml
+
+    params = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"ovnb: parameter {pair!r} is not NAME=VALUE")
+        name, value = pair.split("=", 1)
+        params[name] = yaml.safe_load(value)
+    return params
+
+
+def _profile(name: str) -> str:
+    try:
+        return profiles.load(name).name
+    except ValueError as err:
+        raise SystemExit(f"ovnb: {err}") from None
+
+
+def cmd_run(args) -> int:
+    from . import runner
+
+    names = args.notebooks or [p.stem for p in runner.discover()]
+    try:
+        runs = runner.run_notebooks(names, _profile(args.profile), _parameters(args.param),
+                                    progress=not args.quiet, timeout=args.timeout)
+    except FileNotFoundError as err:
+        raise SystemExit(f"ovnb: {err}") from None
+    print(runner.summarize(runs))
+    return 1 if any(r.status != "ok" for r in runs) else 0
+
+
+def cmd_book(args) -> int:
+    from . import book
+
+    code = 0
+    if not args.skip_run:
+        code = cmd_run(argparse.Namespace(notebooks=None, profile=args.profile, param=args.param,
+                                          quiet=args.quiet, timeout=args.timeout))
+    built = book.build(_profile(args.profile), strict=not args.no_strict)
+    if built != 0:
+        print(f"ovnb: jupyter-book failed (exit {built})", file=sys.stderr)
+    else:
+        print(f"ovnb: site written to {book.book_dir() / '_build' / 'html' / 'index.html'}")
+    return code or built
+
+
+def cmd_status(args) -> int:
+    import pandas as pd
+
+    from . import results
+
+    df = results.compare(profile=args.profile)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(results.status_summary(df))
+        done = df[df["ours"].notna()]
+        if len(done):
+            print()
+            print(done[["paper", "table", "row", "column", "paper_value", "ours", "delta", "status", "weights"]]
+                  .to_string(index=False))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    code = cmd_run(argparse.Namespace(notebooks=None, profile=args.profile, param=args.param,
+                                      quiet=args.quiet, timeout=args.timeout))
+    cmd_status(argparse.Namespace(profile=_profile(args.profile)))
+    return code
+
+
+def cmd_profiles(args) -> int:
+    for name in profiles.names():
+        p = profiles.load(name)
+        print(f"{p.name:<6} weights={p.weights:<8} data={p.data:<4} {p.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ovnb", description="Open-vocabulary segmentation research book")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(p, profile_default="toy"):
+        p.add_argument("--profile", default=profile_default, help=f"one of {profiles.names()}")
+        p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                       help="extra papermill parameter (YAML value), may repeat")
+        p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("run", help="execute notebooks with papermill into build/executed/<profile>/")
+    p.add_argument("notebooks", nargs="*", help="notebook names or paths (default: all)")
+    add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("book", help="execute every notebook, then build the site (execution off)")
+    add_run_options(p)
+    p.add_argument("--skip-run", action="store_true", help="reuse the executed notebooks already there")
+    p.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("reproduce", help="execute every notebook and print the reproduction status")
+    add_run_options(p, profile_default="paper")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("status", help="print the reproduction status from existing run records")
+    p.add_argument("--profile", default=None, help="only this profile's records (default: best of all)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("profiles", help="list the profiles")
+    p.set_defaults(func=cmd_profiles)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

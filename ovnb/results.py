@@ -1,0 +1,218 @@
+"""Run records (what our code computed) and their comparison with the papers' tables.
+
+A notebook creates one ``RunRecord``, adds each reproduced number with the paper cell it
+reproduces, and saves it as ``build/results/<profile>/<notebook>.json``. Every record carries the
+profile, the weights source (``released`` public weights, ``retrained`` by us, or ``toy``), seed,
+git sha, environment and wall time. Numbers shown in the book come only from these files and from
+``ovnb/papers/*.yaml``.
+
+``compare()`` joins records with the paper tables into a DataFrame (paper value, ours, delta,
+status), and ``plot_compare`` / ``plot_status`` draw it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import env, papers
+
+WEIGHTS_SOURCES = ("released", "retrained", "toy")
+# Status of a paper cell, from "not reproduced" to "reproduced at full scale". Smoke runs check
+# that code runs, not what it computes, so they never count as a reproduction.
+STATUS_ORDER = ("not yet", "toy", "quick", "paper")
+SCHEMA_VERSION = 1
+
+
+def build_dir() -> Path:
+    """Where executed notebooks, caches and run records go: ``$OVNB_BUILD_DIR`` or ``<checkout>/build``."""
+    if os.environ.get("OVNB_BUILD_DIR"):
+        return Path(os.environ["OVNB_BUILD_DIR"])
+    root = env.project_root()
+    return (root if root is not None else Path.cwd()) / "build"
+
+
+def results_dir(profile: str | None = None) -> Path:
+    base = build_dir() / "results"
+    return base / profile if profile else base
+
+
+def _atomic_write_json(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+
+
+class RunRecord:
+    """The numbers one notebook run computed, with everything needed to trust them.
+
+    >>> rec = RunRecord("01_fusioner_method", profile="toy", seed=0)
+    >>> rec.add(100 * fold.miou(), paper="fusioner", table="Table 4", row="B0-CLIP-L",
+    ...         column="5^0", weights="toy")          # value in the paper's unit (here %)
+    >>> rec.metric("toy_clip_top1", 0.91)             # a number that reproduces no paper cell
+    >>> rec.save()
+    """
+
+    def __init__(self, notebook: str, profile: str, seed: int | None = 0):
+        self.notebook = notebook
+        self.profile = profile
+        self.seed = seed
+        self.started = time.time()
+        self.cells: list[dict] = []
+        self.metrics: list[dict] = []
+
+    def add(self, value: float, *, paper: str, table: str, row: str, column: str, weights: str,
+            note: str | None = None, **protocol) -> dict:
+        """Record ``value`` (in the paper's unit) as our reproduction of one paper cell.
+
+        The cell must exist in the paper-table registry. ``protocol`` holds the knobs of our run
+        where they differ from the paper's (e.g. ``dataset="toy folds"``).
+        """
+        if weights not in WEIGHTS_SOURCES:
+            raise ValueError(f"weights must be one of {WEIGHTS_SOURCES}, got {weights!r}")
+        ref = papers.cell(paper, table, row, column)  # raises, naming what exists
+        entry = {"paper": paper, "table": table, "row": row, "column": column, "value": float(value),
+                 "unit": ref.unit, "weights": weights, "note": note, "protocol": protocol}
+        self.cells = [c for c in self.cells if (c["paper"], c["table"], c["row"], c["column"]) != ref.key]
+        self.cells.append(entry)
+        return entry
+
+    def metric(self, name: str, value: float, note: str | None = None, **context) -> dict:
+        """Record a number that reproduces no paper cell (quality bars, timings, controls)."""
+        entry = {"name": name, "value": float(value), "note": note, "context": context}
+        self.metrics = [m for m in self.metrics if m["name"] != name]
+        self.metrics.append(entry)
+        return entry
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA_VERSION,
+            "notebook": self.notebook,
+            "profile": self.profile,
+            "seed": self.seed,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "wall_time_s": round(time.time() - self.started, 3),
+            "environment": env.collect(self.profile, self.seed),
+            "cells": self.cells,
+            "metrics": self.metrics,
+        }
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        path = Path(directory or results_dir(self.profile)) / f"{self.notebook}.json"
+        _atomic_write_json(path, self.to_dict())
+        return path
+
+
+def load_records(root: str | Path | None = None, profiles=None) -> list[dict]:
+    """Every saved run record under ``root`` (default ``build/results``), optionally by profile."""
+    root = Path(root or results_dir())
+    records = []
+    for path in sorted(root.glob("*/*.json")):
+        if profiles is not None and path.parent.name not in profiles:
+            continue
+        record = json.loads(path.read_text())
+        if record.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: run record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
+        record["path"] = str(path)
+        records.append(record)
+    return records
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per reproduced cell: paper coordinates, value, profile, weights, provenance."""
+    rows = []
+    for rec in records:
+        for c in rec["cells"]:
+            rows.append({**{k: c[k] for k in ("paper", "table", "row", "column", "value", "weights", "note")},
+                         "profile": rec["profile"], "notebook": rec["notebook"], "seed": rec["seed"],
+                         "git_sha": rec["environment"].get("git_sha"), "started": rec["started"]})
+    columns = ["paper", "table", "row", "column", "value", "weights", "note", "profile", "notebook", "seed",
+               "git_sha", "started"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compare(records: list[dict] | None = None, paper_names=None, profile: str | None = None) -> pd.DataFrame:
+    """Every paper cell next to our best reproduction of it.
+
+    Columns: paper, table, row, column, unit, paper_value, ours, delta (ours - paper), profile,
+    weights, status (``not yet`` / ``toy`` / ``quick`` / ``paper``). With ``profile`` only that
+    profile's records are used (``smoke`` included, for CI runs); otherwise the largest profile wins
+    and smoke records are ignored.
+    """
+    records = load_records() if records is None else records
+    cells = [c for name in (paper_names or papers.PAPERS) for c in papers.load(name)]
+    base = pd.DataFrame([{"paper": c.paper, "table": c.table, "row": c.row, "column": c.column, "unit": c.unit,
+                          "paper_value": c.value} for c in cells])
+    ours = records_frame(records)
+    if profile is not None:
+        ours = ours[ours["profile"] == profile]
+    else:
+        ours = ours[ours["profile"].isin(STATUS_ORDER)]
+    if len(ours):
+        rank = {p: i for i, p in enumerate(STATUS_ORDER)}
+        ours = (ours.assign(_rank=ours["profile"].map(lambda p: rank.get(p, -1)))
+                    .sort_values(["_rank", "started"])
+                    .drop_duplicates(["paper", "table", "row", "column"], keep="last")
+                    .drop(columns="_rank"))
+    key = ["paper", "table", "row", "column"]
+    df = base.merge(ours[key + ["value", "profile", "weights", "notebook"]], on=key, how="left")
+    df = df.rename(columns={"value": "ours"})
+    df["delta"] = df["ours"] - df["paper_value"]
+    df["status"] = df["profile"].where(df["profile"].notna(), "not yet")
+    return df
+
+
+def status_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells per paper and status (only cells that carry a paper value)."""
+    valued = df[df["paper_value"].notna()]
+    table = pd.crosstab(valued["paper"], valued["status"]).reindex(columns=list(STATUS_ORDER), fill_value=0)
+    table["cells"] = table.sum(axis=1)
+    order = [p for p in papers.PAPERS if p in table.index]
+    return table.loc[order]
+
+
+def plot_compare(df: pd.DataFrame, title: str | None = None, ax=None):
+    """Ours against the paper for every reproduced cell, with the line y = x."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    done = df[df["ours"].notna() & df["paper_value"].notna()]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    if len(done):
+        sns.scatterplot(data=done, x="paper_value", y="ours", hue="table", style="profile", ax=ax)
+        lo = min(done["paper_value"].min(), done["ours"].min())
+        hi = max(done["paper_value"].max(), done["ours"].max())
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, ls="--", zorder=0)
+    else:
+        ax.text(0.5, 0.5, "no reproduced cells yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("paper")
+    ax.set_ylabel("ours")
+    ax.set_title(title or "paper vs ours")
+    return ax
+
+
+def plot_status(df: pd.DataFrame, ax=None):
+    """A stacked bar per paper: how many of its cells are reproduced, and at which profile."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    summary = status_summary(df).drop(columns="cells")
+    summary.index = [papers.TITLES.get(p, p) for p in summary.index]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
+    colors = dict(zip(STATUS_ORDER, ["0.85"] + sns.color_palette("crest", 3).as_hex()))
+    left = pd.Series(0, index=summary.index)
+    for status in STATUS_ORDER:
+        ax.barh(summary.index, summary[status], left=left, color=colors[status], label=status)
+        left = left + summary[status]
+    ax.invert_yaxis()
+    ax.set_xlabel("paper-table cells")
+    ax.legend(ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    sns.despine(ax=ax)
+    return ax
