@@ -4,6 +4,7 @@
     ovnb book --profile P                execute every notebook, then render the site
     ovnb reproduce --profile P           execute every notebook and print the reproduction status
     ovnb status [--profile P]            print the reproduction status from existing run records
+    ovnb toy pretrain | toy check        regenerate / verify the toy foundation models
     ovnb profiles                        list the profiles
 """
 
@@ -85,6 +86,37 @@ def cmd_reproduce(args) -> int:
     return code
 
 
+def cmd_toy_pretrain(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .encoders import toy, toy_pretrain
+
+    cfg = toy_pretrain.SMOKE if args.smoke else toy_pretrain.PretrainConfig()
+    out = Path(args.out) if args.out else toy.WEIGHTS_DIR
+    manifest = toy_pretrain.pretrain_all(cfg, out, progress=not args.quiet)
+    print(json.dumps({"timings": manifest["timings"], "quality": manifest["quality"],
+                      "models": {k: v["bytes"] for k, v in manifest["models"].items()}}, indent=2))
+    print(f"ovnb: toy weights written to {out}")
+    return 0
+
+
+def cmd_toy_check(args) -> int:
+    import json
+
+    from .encoders import toy, toy_pretrain
+
+    try:
+        for name in toy.TOY_NAMES:
+            toy.load_state_dict(name)
+    except toy.ToyWeightsError as err:
+        raise SystemExit(f"ovnb: {err}") from None
+    print("ovnb: toy checkpoints present and verified")
+    if args.quality:
+        print(json.dumps(toy_pretrain.evaluate_all(args.n), indent=2))
+    return 0
+
+
 def cmd_profiles(args) -> int:
     for name in profiles.names():
         p = profiles.load(name)
@@ -121,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="print the reproduction status from existing run records")
     p.add_argument("--profile", default=None, help="only this profile's records (default: best of all)")
     p.set_defaults(func=cmd_status)
+
+    toy_parser = sub.add_parser("toy", help="the toy foundation models")
+    toy_sub = toy_parser.add_subparsers(dest="toy_command", required=True)
+    p = toy_sub.add_parser("pretrain", help="pretrain the toy CLIPs and toy BLIP and rewrite their checkpoints")
+    p.add_argument("--out", default=None, help="write weights here instead of ovnb/encoders/toy_weights/")
+    p.add_argument("--smoke", action="store_true", help="a few steps only (checks the pipeline, weights are useless)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_toy_pretrain)
+    p = toy_sub.add_parser("check", help="verify the toy checkpoints (and optionally measure their quality)")
+    p.add_argument("--quality", action="store_true", help="also measure zero-shot / ITM accuracy")
+    p.add_argument("-n", type=int, default=600, help="held-out images for --quality")
+    p.set_defaults(func=cmd_toy_check)
 
     p = sub.add_parser("profiles", help="list the profiles")
     p.set_defaults(func=cmd_profiles)

@@ -1,0 +1,96 @@
+"""CLIP image and text towers built by open_clip (ViT and ConvNeXt), real or toy.
+
+Dense features follow the papers' official code:
+
+* ViT (Fusioner): last-layer patch tokens after ``ln_post``; ``projected=True`` also applies the CLIP
+  projection ``proj`` to every token (1024 -> 768 for ViT-L/14), which puts them in the joint space.
+* ConvNeXt (FC-CLIP): the outputs of ``trunk.stages[0..3]`` (strides 4/8/16/32; 192/384/768/1536
+  channels for ConvNeXt-L); ``projected=True`` adds a fifth map, ``trunk.norm_pre`` ->
+  ``trunk.head.norm`` -> ``head`` MLP applied at every location, i.e. per-pixel CLIP embeddings
+  that FC-CLIP mask-pools for its out-of-vocabulary classifier.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import CLIP_MEAN, CLIP_STD, DenseFeatures, EncoderInfo, FrozenEncoder
+
+
+class OpenCLIPEncoder(FrozenEncoder):
+    def __init__(self, info: EncoderInfo, arch: str, pretrained: str | None, tokenizer=None):
+        super().__init__(info)
+        import open_clip
+
+        self.arch = arch
+        self.model = open_clip.create_model(arch, pretrained=pretrained)
+        self.tokenizer = tokenizer or open_clip.get_tokenizer(arch)
+        visual = self.model.visual
+        self.is_vit = hasattr(visual, "transformer") and hasattr(visual, "conv1")
+        if self.is_vit:
+            visual.output_tokens = True
+        size = visual.image_size
+        self.image_size = size[0] if isinstance(size, (tuple, list)) else size
+        self.mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
+        self.std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
+        self.embed_dim = self.model.text_projection.shape[-1] if torch.is_tensor(self.model.text_projection) \
+            else self.model.text_projection.out_features
+        self.freeze()
+
+    # -- image -------------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        """Channels of the last dense level before projection (ViT width / last ConvNeXt stage)."""
+        if self.is_vit:
+            return self.model.visual.transformer.width
+        return self.model.visual.trunk.num_features
+
+    def stage_channels(self) -> list[int]:
+        if self.is_vit:
+            return [self.width]
+        return [s.blocks[-1].conv_dw.out_channels if hasattr(s.blocks[-1], "conv_dw") else None
+                for s in self.model.visual.trunk.stages]
+
+    def dense(self, images: torch.Tensor, projected: bool = True, preprocessed: bool = False,
+              size: int | None = None) -> DenseFeatures:
+        x = images if preprocessed else self.preprocess(images, size)
+        visual = self.model.visual
+        if self.is_vit:
+            _, tokens = visual(x)  # tokens after ln_post, [B, N, width]
+            if projected and visual.proj is not None:
+                tokens = tokens @ visual.proj
+            h = x.shape[-2] // visual.patch_size[0]
+            w = x.shape[-1] // visual.patch_size[1]
+            return DenseFeatures([tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)], [visual.patch_size[0]])
+        trunk = visual.trunk
+        y = trunk.stem(x)
+        maps = []
+        for stage in trunk.stages:
+            y = stage(y)
+            maps.append(y)
+        strides = [4, 8, 16, 32]
+        if projected:
+            z = trunk.norm_pre(y)
+            z = trunk.head.norm(z)
+            z = visual.head(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            maps.append(z)
+            strides.append(32)
+        return DenseFeatures(maps, strides)
+
+    def image_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled, projected (not normalised) features of preprocessed images."""
+        out = self.model.visual(x)
+        return out[0] if isinstance(out, tuple) else out
+
+    def embed_image(self, images: torch.Tensor, preprocessed: bool = False) -> torch.Tensor:
+        x = images if preprocessed else self.preprocess(images)
+        return F.normalize(self.image_features(x).float(), dim=-1)
+
+    # -- text --------------------------------------------------------------------------------
+    def encode_sentences(self, sentences: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(sentences).to(self.device)
+        return self.model.encode_text(tokens)
+
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())

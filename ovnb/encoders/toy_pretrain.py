@@ -1,0 +1,354 @@
+"""Pretrain the toy foundation models on captioned toy images covering the whole vocabulary.
+
+This is the toy world's "web": every class appears, in scenes and alone, with captions that name
+it (half of the single-object captions are written with the papers' prompt templates, as CLIP saw
+"a photo of a ..." on the web). Segmentation training later sees only seen classes; these models
+saw everything, then stay frozen - as CLIP and BLIP did.
+
+* Both toy CLIPs: symmetric contrastive loss (InfoNCE). Images whose captions name the same set of
+  classes are positives of each other, so duplicates in a batch are not pushed apart.
+* Toy BLIP: image-text matching (binary cross-entropy over the ITM head) on the true caption, a hard
+  negative (one thing's colour changed: "red star" -> "blue star") and a random other caption,
+  plus BLIP's image-text contrastive loss.
+
+Deterministic on a given machine and thread count: fixed seeds, fixed data, no data-loader workers.
+``ovnb toy pretrain`` runs everything and rewrites ``toy_weights/`` with a new manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import toy_world
+from . import templates as template_sets
+from . import toy
+
+
+@dataclass
+class PretrainConfig:
+    pool_size: int = 24000  # captioned images generated once, then iterated
+    steps_clip_vit: int = 900
+    steps_clip_convnext: int = 700
+    steps_blip: int = 700
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 80
+    seed: int = 0
+    eval_images: int = 600
+
+
+SMOKE = PretrainConfig(pool_size=256, steps_clip_vit=3, steps_clip_convnext=3, steps_blip=3, batch_size=16,
+                       warmup=1, eval_images=32)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def _template_caption(name: str, rng: np.random.Generator) -> str:
+    all_templates = [t for s in template_sets.NAMES for t in template_sets.get(s)]
+    return all_templates[rng.integers(len(all_templates))].format(name)
+
+
+POOL_MIX = (("single", 0.60), ("scene", 0.25), ("stuff", 0.15))
+
+
+def make_pool(size: int, seed: int, split: str = "pretrain", progress: bool = True):
+    """``size`` captioned toy images: uint8 images [N, 3, 64, 64], captions, class sets.
+
+    Mostly single objects (``POOL_MIX``): a batch then holds objects that share a colour but not a
+    shape, so the contrastive loss cannot be solved by colour alone; scenes teach the compositional
+    captions, stuff-only images the backgrounds.
+    """
+    voc = toy_world.vocabulary()
+    rng = np.random.default_rng([seed, 99])
+    images = torch.empty(size, 3, toy.IMAGE_SIZE, toy.IMAGE_SIZE, dtype=torch.uint8)
+    captions, classes = [], []
+    counts = [int(round(size * share)) for _, share in POOL_MIX]
+    counts[0] += size - sum(counts)
+    i = 0
+    bar = tqdm(total=size, desc="toy images", disable=not progress, mininterval=1.0)
+    for k, ((kind, _), count) in enumerate(zip(POOL_MIX, counts)):
+        world = toy_world.ToyWorld(split, count, seed=seed * 10 + k, image_size=toy.IMAGE_SIZE, kind=kind)
+        for j in range(count):
+            s = world[j]
+            images[i] = s["image"]
+            caption = s["caption"]
+            if kind != "scene" and rng.random() < 0.5:  # write it as a prompt, as on the web
+                main = [c for c in s["classes"] if voc.is_thing(c)] or s["classes"]
+                caption = _template_caption(voc.names[main[0]], rng)
+            captions.append(caption)
+            classes.append(tuple(s["classes"]))
+            i += 1
+            bar.update()
+    bar.close()
+    order = torch.from_numpy(np.random.default_rng([seed, 98]).permutation(size))
+    return images[order], [captions[j] for j in order.tolist()], [classes[j] for j in order.tolist()]
+
+
+def hard_negative(caption: str, classes, rng: np.random.Generator) -> str:
+    """The caption with one named thing's colour changed to a colour absent from the image
+    (a stuff-only caption gets another stuff instead)."""
+    voc = toy_world.vocabulary()
+    things = [c for c in classes if voc.is_thing(c) and voc.names[c] in caption]
+    if things:
+        target = int(things[rng.integers(len(things))])
+        c, s = voc.colour_shape(target)
+        options = [k for k in range(len(voc.colours)) if k != c and k * len(voc.shapes) + s not in classes]
+        new = voc.names[options[rng.integers(len(options))] * len(voc.shapes) + s]
+        return caption.replace(voc.names[target], new, 1)
+    stuff = [c for c in classes if not voc.is_thing(c) and voc.names[c] in caption]
+    target = int(stuff[rng.integers(len(stuff))])
+    options = [c for c in range(len(voc.things), len(voc.names)) if c not in classes]
+    return caption.replace(voc.names[target], voc.names[options[rng.integers(len(options))]], 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _optimizer(model, cfg: PretrainConfig):
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    order = torch.empty(0, dtype=torch.long)
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(n, generator=generator)])
+        idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
+def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(images), generator=generator) < 0.5
+    images = images.clone()
+    images[flip] = images[flip].flip(-1)
+    return images
+
+
+def _same_classes(classes, idx) -> torch.Tensor:
+    keys = [classes[i] for i in idx.tolist()]
+    return torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+
+
+def train_clip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
+    """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve."""
+    images, captions, classes = pool
+    model = encoder.model
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    opt = _optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    curve = []
+    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen), total=steps, desc=f"pretrain {encoder.info.name}",
+               disable=not progress, mininterval=1.0)
+    for step, idx in enumerate(bar):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _schedule(step, steps, cfg.warmup)
+        x = encoder.preprocess(_augment(images[idx], gen))
+        tokens = encoder.tokenizer([captions[i] for i in idx.tolist()])
+        img = F.normalize(encoder.image_features(x), dim=-1)
+        txt = F.normalize(model.encode_text(tokens), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.t()
+        target = _same_classes(classes, idx)
+        target = target / target.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append({"step": step, "loss": float(loss.detach())})
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+    encoder.freeze()
+    return curve
+
+
+def train_blip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
+    """ITM (with hard negatives) + ITC pretraining of the toy ``BlipITMEncoder`` in place."""
+    images, captions, classes = pool
+    model = encoder.model
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    opt = _optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    rng = np.random.default_rng([cfg.seed, 7])
+    curve = []
+    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen), total=steps, desc="pretrain toy-blip",
+               disable=not progress, mininterval=1.0)
+    for step, idx in enumerate(bar):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _schedule(step, steps, cfg.warmup)
+        ids = idx.tolist()
+        x = encoder.preprocess(_augment(images[idx], gen))
+        pos = [captions[i] for i in ids]
+        hard = [hard_negative(captions[i], classes[i], rng) for i in ids]
+        shift = [(k + 1 + int(rng.integers(len(ids) - 1))) % len(ids) for k in range(len(ids))]
+        rand = [captions[ids[j]] if classes[ids[j]] != classes[i] else hard[k] for k, (i, j) in enumerate(zip(ids, shift))]
+        image_embeds = model.vision_model(pixel_values=x).last_hidden_state
+        # ITC: contrast the CLS embeddings of images and true captions
+        text_cls = model.text_encoder(**encoder.tokenize(pos)).last_hidden_state[:, 0]
+        img = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
+        txt = F.normalize(model.text_proj(text_cls), dim=-1)
+        target = _same_classes(classes, idx)
+        target = target / target.sum(1, keepdim=True)
+        logits = img @ txt.t() / 0.07
+        itc = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        # ITM: true caption, hard negative, random negative
+        texts = pos + hard + rand
+        embeds = image_embeds.repeat(3, 1, 1)
+        atts = torch.ones(embeds.shape[:-1], dtype=torch.long)
+        out = model.text_encoder(**encoder.tokenize(texts), encoder_hidden_states=embeds, encoder_attention_mask=atts)
+        itm_logits = model.itm_head(out.last_hidden_state[:, 0])
+        labels = torch.cat([torch.ones(len(ids)), torch.zeros(2 * len(ids))]).long()
+        itm = F.cross_entropy(itm_logits, labels)
+        loss = itm + itc
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append({"step": step, "loss": float(loss.detach()), "itm": float(itm.detach()), "itc": float(itc.detach())})
+        bar.set_postfix(itm=f"{float(itm):.3f}", itc=f"{float(itc):.3f}")
+    encoder.freeze()
+    return curve
+
+
+# ----------------------------------------------------------------------------------------------
+# quality
+
+
+@torch.no_grad()
+def zero_shot_accuracy(encoder, n: int = 600, seed: int = 1, templates="photo") -> dict:
+    """Top-1 over the full vocabulary on held-out crops: single things (label = the thing) and
+    stuff-only images (label = the stuff), from the ``crops`` split the pretraining never drew."""
+    names = list(toy_world.vocabulary().names)
+    text = encoder.embed_text(names, templates)
+    correct = {"thing": [], "stuff": []}
+    for kind, count in (("single", n * 4 // 5), ("stuff", n - n * 4 // 5)):
+        world = toy_world.ToyWorld("crops", count, seed=seed, kind=kind)
+        for start in range(0, count, 128):
+            batch = [world[i] for i in range(start, min(count, start + 128))]
+            x = torch.stack([b["image"] for b in batch])
+            pred = (encoder.embed_image(x) @ text.t()).argmax(1)
+            for b, p in zip(batch, pred.tolist()):
+                if kind == "single":
+                    label = next(c for c in b["classes"] if toy_world.vocabulary().is_thing(c))
+                else:
+                    label = b["classes"][0]
+                correct["thing" if kind == "single" else "stuff"].append(p == label)
+    allc = correct["thing"] + correct["stuff"]
+    return {"top1": float(np.mean(allc)), "top1_things": float(np.mean(correct["thing"])),
+            "top1_stuff": float(np.mean(correct["stuff"])), "n": len(allc)}
+
+
+@torch.no_grad()
+def itm_accuracy(encoder, n: int = 600, seed: int = 1) -> dict:
+    """ITM on held-out pairs: each image with its caption and a hard negative (same shape, other
+    colour). ``accuracy``: share of the 2n pairs classified correctly (match probability > 0.5 or not);
+    ``ranking``: share of images whose true caption scores above its hard negative."""
+    world = toy_world.ToyWorld("pairs", n, seed=seed, kind="mixed")
+    rng = np.random.default_rng([seed, 11])
+    right, ranked = [], []
+    for start in range(0, n, 100):
+        batch = [world[i] for i in range(start, min(n, start + 100))]
+        x = torch.stack([b["image"] for b in batch])
+        pos = [b["caption"] for b in batch]
+        neg = [hard_negative(b["caption"], b["classes"], rng) for b in batch]
+        p_pos = encoder.itm_logits(x, pos).softmax(-1)[:, 1]
+        p_neg = encoder.itm_logits(x, neg).softmax(-1)[:, 1]
+        right += (p_pos > 0.5).tolist() + (p_neg <= 0.5).tolist()
+        ranked += (p_pos > p_neg).tolist()
+    return {"accuracy": float(np.mean(right)), "ranking": float(np.mean(ranked)), "n_pairs": len(right)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+
+def _save(name: str, encoder, weights_dir: Path) -> dict:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in encoder.model.state_dict().items()}
+    path = weights_dir / f"{name}.safetensors"
+    save_file(state, str(path))
+    return {"file": path.name, "sha256": toy.sha256(path), "parameters": int(sum(v.numel() for v in state.values())),
+            "bytes": path.stat().st_size}
+
+
+def pretrain_all(cfg: PretrainConfig = PretrainConfig(), weights_dir: Path = toy.WEIGHTS_DIR,
+                 progress: bool = True) -> dict:
+    """Pretrain the three toy models, evaluate them on held-out data from the reloaded fp16 weights,
+    and write weights, vocabulary and manifest to ``weights_dir``. Returns the manifest."""
+    from . import build
+
+    torch.manual_seed(cfg.seed)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    toy.write_vocab(weights_dir / "vocab.txt")
+    tokenizer = toy.ToyTokenizer(weights_dir / "vocab.txt")
+    t0 = time.perf_counter()
+    pool = make_pool(cfg.pool_size, cfg.seed, progress=progress)
+    timings = {"data_s": round(time.perf_counter() - t0, 1)}
+    models, curves = {}, {}
+    for name, steps in (("toy-clip-vit", cfg.steps_clip_vit), ("toy-clip-convnext", cfg.steps_clip_convnext),
+                        ("toy-blip", cfg.steps_blip)):
+        torch.manual_seed(cfg.seed)
+        encoder = build(name, pretrained=False)
+        if name == "toy-blip":
+            encoder.tokenizer = tokenizer.hf
+            start = time.perf_counter()
+            curves[name] = train_blip(encoder, pool, steps, cfg, progress)
+        else:
+            encoder.tokenizer = tokenizer
+            start = time.perf_counter()
+            curves[name] = train_clip(encoder, pool, steps, cfg, progress)
+        timings[f"{name}_s"] = round(time.perf_counter() - start, 1)
+        models[name] = _save(name, encoder, weights_dir)
+    manifest = {
+        "vocab_sha256": toy.sha256(weights_dir / "vocab.txt"),
+        "image_size": toy.IMAGE_SIZE,
+        "world_digest_note": "weights are tied to the toy world's generator (tests/test_toy_world.py GOLDEN_DIGEST)",
+        "config": asdict(cfg),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "timings": timings,
+        "models": models,
+    }
+    (weights_dir / toy.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    toy._tokenizer.cache_clear()
+    with toy.use_weights_dir(weights_dir):
+        quality = evaluate_all(cfg.eval_images)
+    manifest["quality"] = quality
+    manifest["timings"]["total_s"] = round(time.perf_counter() - t0, 1)
+    (weights_dir / toy.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (weights_dir / "curves.json").write_text(json.dumps(curves))
+    return manifest
+
+
+def evaluate_all(n: int = 600) -> dict:
+    """Quality of the stored (fp16, checksum-verified) toy models on held-out data."""
+    from . import build
+
+    quality = {}
+    for name in ("toy-clip-vit", "toy-clip-convnext"):
+        quality[name] = zero_shot_accuracy(build(name, pretrained=True), n)
+    quality["toy-blip"] = itm_accuracy(build("toy-blip", pretrained=True), n)
+    return quality
