@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -148,11 +149,28 @@ pd.DataFrame([{"name": n, "family": encoders.info(n).family, "checkpoint": encod
 
 # %% [markdown]
 # They were pretrained once by `ovnb toy pretrain` on captioned toy images covering the whole vocabulary
-# (as CLIP saw the web), then frozen. The committed checkpoints carry a manifest with their checksums,
-# the pretraining configuration, and the time pretraining took on the machine that produced them:
+# (as CLIP saw the web), then frozen. How, and where that differs from how the real models were made:
+#
+# * **Data**: a fixed pool of captioned images (its size is in the configuration below), mostly single
+#   objects; half of the single-object captions are written with the papers' prompt templates
+#   ("a cropped photo of a red star").
+# * **CLIPs**: the symmetric contrastive loss. Two fixes were needed to make small models learn *shape*
+#   and not only colour in a few hundred steps: (1) half of every batch is single objects of one colour,
+#   so that only shape tells them apart - without it both towers settle on colour (the text embeddings
+#   of "red star" and "red heart" end up nearly identical); (2) ConvNeXt's layer scale starts at 0.1, not
+#   timm's 1e-6, which is made for 300-epoch schedules and leaves the residual blocks switched off in a
+#   short one. The ViT CLIP starts from the ConvNeXt CLIP's trained text tower (both share one text
+#   configuration): ViTs learn shape from scratch far more slowly than ConvNeXts.
+# * **BLIP**: image-text matching (ITM) on the true caption, a hard negative (one thing's colour
+#   changed) and a random caption, plus the image-text contrastive loss; the vision tower is initialised
+#   with std 0.02 (transformers' BLIP default of 1e-10 assumes pretrained weights).
+#
+# The committed checkpoints carry a manifest with their checksums, the pretraining configuration, and
+# the time pretraining took on the machine that produced them:
 
 # %%
 manifest = toy.read_manifest()
+print("pretraining configuration:", manifest["config"])
 pd.DataFrame({name: {"parameters": m["parameters"], "MB on disk (fp16)": round(m["bytes"] / 2**20, 2),
                      "sha256": m["sha256"][:12] + "..."} for name, m in manifest["models"].items()}).T
 
@@ -211,28 +229,31 @@ bars["meets bar"] = bars["value"] >= bars["bar"]
 bars
 
 # %% [markdown]
-# ## Dense features already know where things are
+# ## What the dense features show before any segmentation training
 #
-# The chapters build on *dense* features. Projecting the toy CLIP ViT's patch tokens into the joint space
-# and comparing each with a class name's text embedding (as MaskCLIP does) already gives a coarse map -
-# without any segmentation training. The segmentation methods of the book start from here.
+# The chapters build on *dense* features. Projecting each location's feature into the joint space and
+# comparing it with a class name's text embedding (as MaskCLIP does) gives a similarity map per class,
+# with no segmentation training at all. Below: the toy ViT CLIP (8 x 8 patch tokens at 64 px) and the
+# toy ConvNeXt CLIP applied at 128 px, twice its pretraining size (4 x 4 map) - the regime FC-CLIP relies
+# on. Judge the maps yourself: how well they localise is what the segmentation heads start from.
 
 # %%
-enc = clips["toy-clip-vit"]
 scene = ToyWorld("test", 16, seed=SEED)[3]
 names = [voc.names[c] for c in scene["classes"]]
-with torch.no_grad():
-    dense = enc.dense(scene["image"][None], projected=True).last[0]  # [E, 8, 8]
-    text = enc.embed_text(names)
-    sim = torch.einsum("ehw,ke->khw", torch.nn.functional.normalize(dense, dim=0), text)
-fig, axes = plt.subplots(1, len(names) + 1, figsize=(2.4 * (len(names) + 1), 2.6))
-axes[0].imshow(scene["image"].permute(1, 2, 0))
-axes[0].set_title(scene["caption"], fontsize=6)
-for ax, name, s in zip(axes[1:], names, sim):
-    ax.imshow(s, cmap="magma")
-    ax.set_title(name, fontsize=8)
-for ax in axes:
+fig, axes = plt.subplots(2, len(names) + 1, figsize=(2.3 * (len(names) + 1), 4.8))
+for row, (name, size) in enumerate((("toy-clip-vit", 64), ("toy-clip-convnext", 128))):
+    enc = clips[name]
+    with torch.no_grad():
+        dense = enc.dense(scene["image"][None], projected=True, size=size).last[0]
+        sim = torch.einsum("ehw,ke->khw", torch.nn.functional.normalize(dense, dim=0), enc.embed_text(names))
+    axes[row, 0].imshow(scene["image"].permute(1, 2, 0))
+    axes[row, 0].set_ylabel(f"{name}\n@{size}px", fontsize=8)
+    for ax, cls, s_map in zip(axes[row, 1:], names, sim):
+        ax.imshow(s_map, cmap="magma")
+        ax.set_title(cls, fontsize=8)
+for ax in axes.flat:
     ax.set_xticks([]), ax.set_yticks([])
+fig.suptitle(scene["caption"], fontsize=8)
 plt.tight_layout()
 plt.show()
 

@@ -126,8 +126,10 @@ def blip_config(vocab_size: int):
         text_config=dict(vocab_size=vocab_size, hidden_size=128, encoder_hidden_size=128, intermediate_size=512,
                          num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=CONTEXT_LENGTH,
                          pad_token_id=0, bos_token_id=2, eos_token_id=3, sep_token_id=3),
+        # BlipVisionConfig's default initializer_range is 1e-10 (HF always loads BLIP pretrained); a
+        # toy BLIP trained from scratch needs a real initialisation
         vision_config=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=6, num_attention_heads=4,
-                           image_size=IMAGE_SIZE, patch_size=8),
+                           image_size=IMAGE_SIZE, patch_size=8, initializer_range=0.02),
         projection_dim=128,
         image_text_hidden_size=128,
     )

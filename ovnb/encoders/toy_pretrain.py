@@ -6,7 +6,9 @@ it (half of the single-object captions are written with the papers' prompt templ
 saw everything, then stay frozen - as CLIP and BLIP did.
 
 * Both toy CLIPs: symmetric contrastive loss (InfoNCE). Images whose captions name the same set of
-  classes are positives of each other, so duplicates in a batch are not pushed apart.
+  classes are positives of each other, so duplicates in a batch are not pushed apart. Half of every
+  batch is single objects of one colour (hard negatives): otherwise the loss is solved by colour
+  alone and shape is never learned.
 * Toy BLIP: image-text matching (binary cross-entropy over the ITM head) on the true caption, a hard
   negative (one thing's colour changed: "red star" -> "blue star") and a random other caption,
   plus BLIP's image-text contrastive loss.
@@ -35,19 +37,21 @@ from . import toy
 
 @dataclass
 class PretrainConfig:
-    pool_size: int = 24000  # captioned images generated once, then iterated
-    steps_clip_vit: int = 900
+    pool_size: int = 20000  # captioned images generated once, then iterated
     steps_clip_convnext: int = 700
-    steps_blip: int = 700
+    steps_clip_vit: int = 300
+    steps_blip: int = 350
+    lr_clip_convnext: float = 1.5e-3
+    lr_clip_vit: float = 5e-4  # ViTs diverge from shape learning at higher rates
+    lr_blip: float = 1e-3
     batch_size: int = 128
-    lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup: int = 80
+    warmup: int = 40
     seed: int = 0
     eval_images: int = 600
 
 
-SMOKE = PretrainConfig(pool_size=256, steps_clip_vit=3, steps_clip_convnext=3, steps_blip=3, batch_size=16,
+SMOKE = PretrainConfig(pool_size=256, steps_clip_convnext=3, steps_clip_vit=3, steps_blip=3, batch_size=16,
                        warmup=1, eval_images=32)
 
 
@@ -64,7 +68,8 @@ POOL_MIX = (("single", 0.60), ("scene", 0.25), ("stuff", 0.15))
 
 
 def make_pool(size: int, seed: int, split: str = "pretrain", progress: bool = True):
-    """``size`` captioned toy images: uint8 images [N, 3, 64, 64], captions, class sets.
+    """``size`` captioned toy images: uint8 images [N, 3, 64, 64], captions, and the classes each
+    caption names (two samples whose captions name the same classes are positives of each other).
 
     Mostly single objects (``POOL_MIX``): a batch then holds objects that share a colour but not a
     shape, so the contrastive loss cannot be solved by colour alone; scenes teach the compositional
@@ -84,11 +89,13 @@ def make_pool(size: int, seed: int, split: str = "pretrain", progress: bool = Tr
             s = world[j]
             images[i] = s["image"]
             caption = s["caption"]
+            named = tuple(s["classes"])
             if kind != "scene" and rng.random() < 0.5:  # write it as a prompt, as on the web
                 main = [c for c in s["classes"] if voc.is_thing(c)] or s["classes"]
                 caption = _template_caption(voc.names[main[0]], rng)
+                named = (main[0],)
             captions.append(caption)
-            classes.append(tuple(s["classes"]))
+            classes.append(named)
             i += 1
             bar.update()
     bar.close()
@@ -123,19 +130,37 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _optimizer(model, cfg: PretrainConfig):
+def _optimizer(model, lr: float, cfg: PretrainConfig):
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+                              {"params": rest, "weight_decay": 0.0}], lr=lr)
 
 
-def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+def _colour_groups(classes) -> list[torch.Tensor]:
+    """Indices of single-thing samples, grouped by the thing's colour."""
+    voc = toy_world.vocabulary()
+    groups = [[] for _ in voc.colours]
+    for i, named in enumerate(classes):
+        things = [c for c in named if voc.is_thing(c)]
+        if len(things) == 1 and len(named) <= 2:
+            groups[voc.colour_shape(things[0])[0]].append(i)
+    return [torch.tensor(g) for g in groups if g]
+
+
+def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator, hard_groups=None):
+    """Random batches; with ``hard_groups`` half of each batch is single objects of one colour, so
+    that only shape tells them apart (colour is the shortcut a contrastive loss learns first)."""
     order = torch.empty(0, dtype=torch.long)
+    n_hard = batch_size // 2 if hard_groups else 0
     for _ in range(steps):
         if len(order) < batch_size:
             order = torch.cat([order, torch.randperm(n, generator=generator)])
-        idx, order = order[:batch_size], order[batch_size:]
+        idx, order = order[:batch_size - n_hard], order[batch_size - n_hard:]
+        if n_hard:
+            group = hard_groups[int(torch.randint(len(hard_groups), (1,), generator=generator))]
+            pick = group[torch.randperm(len(group), generator=generator)[:n_hard]]
+            idx = torch.cat([idx, pick])
         yield idx
 
 
@@ -151,21 +176,35 @@ def _same_classes(classes, idx) -> torch.Tensor:
     return torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
 
 
-def train_clip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
+LAYER_SCALE_INIT = 0.1
+
+
+def _short_schedule_init(model) -> None:
+    """ConvNeXt blocks start with layer scale 1e-6 (timm's default, made for 300-epoch schedules):
+    in a few hundred steps the residual blocks barely switch on and the trunk learns colour but not
+    shape. The toy pretraining starts them at 0.1 instead (a deviation for the 10-minute budget)."""
+    for name, p in model.named_parameters():
+        if name.endswith(".gamma"):
+            p.data.fill_(LAYER_SCALE_INIT)
+
+
+def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
     """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve."""
     images, captions, classes = pool
     model = encoder.model
+    _short_schedule_init(model)
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()
-    opt = _optimizer(model, cfg)
+    opt = _optimizer(model, lr, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     curve = []
-    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen), total=steps, desc=f"pretrain {encoder.info.name}",
+    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen, _colour_groups(classes)), total=steps,
+               desc=f"pretrain {encoder.info.name}",
                disable=not progress, mininterval=1.0)
     for step, idx in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * _schedule(step, steps, cfg.warmup)
+            group["lr"] = lr * _schedule(step, steps, cfg.warmup)
         x = encoder.preprocess(_augment(images[idx], gen))
         tokens = encoder.tokenizer([captions[i] for i in idx.tolist()])
         img = F.normalize(encoder.image_features(x), dim=-1)
@@ -178,27 +217,28 @@ def train_clip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = 
         loss.backward()
         opt.step()
         curve.append({"step": step, "loss": float(loss.detach())})
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
     encoder.freeze()
     return curve
 
 
-def train_blip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
+def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
     """ITM (with hard negatives) + ITC pretraining of the toy ``BlipITMEncoder`` in place."""
     images, captions, classes = pool
     model = encoder.model
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()
-    opt = _optimizer(model, cfg)
+    opt = _optimizer(model, lr, cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rng = np.random.default_rng([cfg.seed, 7])
     curve = []
-    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen), total=steps, desc="pretrain toy-blip",
+    bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen, _colour_groups(classes)), total=steps,
+               desc="pretrain toy-blip",
                disable=not progress, mininterval=1.0)
     for step, idx in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * _schedule(step, steps, cfg.warmup)
+            group["lr"] = lr * _schedule(step, steps, cfg.warmup)
         ids = idx.tolist()
         x = encoder.preprocess(_augment(images[idx], gen))
         pos = [captions[i] for i in ids]
@@ -227,7 +267,7 @@ def train_blip(encoder, pool, steps: int, cfg: PretrainConfig, progress: bool = 
         loss.backward()
         opt.step()
         curve.append({"step": step, "loss": float(loss.detach()), "itm": float(itm.detach()), "itc": float(itc.detach())})
-        bar.set_postfix(itm=f"{float(itm):.3f}", itc=f"{float(itc):.3f}")
+        bar.set_postfix(itm=f"{itm.item():.3f}", itc=f"{itc.item():.3f}")
     encoder.freeze()
     return curve
 
@@ -307,21 +347,28 @@ def pretrain_all(cfg: PretrainConfig = PretrainConfig(), weights_dir: Path = toy
     t0 = time.perf_counter()
     pool = make_pool(cfg.pool_size, cfg.seed, progress=progress)
     timings = {"data_s": round(time.perf_counter() - t0, 1)}
-    models, curves = {}, {}
-    for name, steps in (("toy-clip-vit", cfg.steps_clip_vit), ("toy-clip-convnext", cfg.steps_clip_convnext),
-                        ("toy-blip", cfg.steps_blip)):
+    models, curves, trained = {}, {}, {}
+    # ConvNeXt first: it learns shape fastest; the ViT CLIP then starts from its text tower.
+    plan = (("toy-clip-convnext", cfg.steps_clip_convnext, cfg.lr_clip_convnext),
+            ("toy-clip-vit", cfg.steps_clip_vit, cfg.lr_clip_vit),
+            ("toy-blip", cfg.steps_blip, cfg.lr_blip))
+    for name, steps, lr in plan:
         torch.manual_seed(cfg.seed)
         encoder = build(name, pretrained=False)
+        start = time.perf_counter()
         if name == "toy-blip":
             encoder.tokenizer = tokenizer.hf
-            start = time.perf_counter()
-            curves[name] = train_blip(encoder, pool, steps, cfg, progress)
+            curves[name] = train_blip(encoder, pool, steps, lr, cfg, progress)
         else:
             encoder.tokenizer = tokenizer
-            start = time.perf_counter()
-            curves[name] = train_clip(encoder, pool, steps, cfg, progress)
+            if name == "toy-clip-vit":
+                text_tower = {k: v for k, v in trained["toy-clip-convnext"].model.state_dict().items()
+                              if not k.startswith("visual.")}
+                encoder.model.load_state_dict(text_tower, strict=False)
+            curves[name] = train_clip(encoder, pool, steps, lr, cfg, progress)
         timings[f"{name}_s"] = round(time.perf_counter() - start, 1)
         models[name] = _save(name, encoder, weights_dir)
+        trained[name] = encoder
     manifest = {
         "vocab_sha256": toy.sha256(weights_dir / "vocab.txt"),
         "image_size": toy.IMAGE_SIZE,
