@@ -29,14 +29,14 @@ def book_dir() -> Path:
     return (root if root is not None else Path.cwd()) / "book"
 
 
-def _fmt(value, unit: str = "") -> str:
+def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     text = f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.1f}"
     return text
 
 
-def _cell_html(paper_value, ours, delta, status, unit) -> str:
+def _cell_html(paper_value, ours, delta, status) -> str:
     paper_text = _fmt(paper_value) or "–"
     if status == "not yet":
         return f'<td class="ovnb-st-none">{paper_text}</td>'
@@ -55,7 +55,7 @@ def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
         cells = []
         for col in table.columns:
             r = sub.loc[(row, col)]
-            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"], r["unit"]))
+            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"]))
         body.append(f"<tr><th>{html.escape(row)}</th>{''.join(cells)}</tr>")
     return (f'<table class="ovnb-paper-table"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")

@@ -18,8 +18,6 @@ from pathlib import Path
 
 from . import env, profiles, results
 
-PARAMETER_NAMES = ("PROFILE", "SEED", "DATA_ROOT", "CACHE_DIR")
-
 
 @dataclass
 class NotebookRun:

@@ -46,12 +46,6 @@ class OpenCLIPEncoder(FrozenEncoder):
             return self.model.visual.transformer.width
         return self.model.visual.trunk.num_features
 
-    def stage_channels(self) -> list[int]:
-        if self.is_vit:
-            return [self.width]
-        return [s.blocks[-1].conv_dw.out_channels if hasattr(s.blocks[-1], "conv_dw") else None
-                for s in self.model.visual.trunk.stages]
-
     def dense(self, images: torch.Tensor, projected: bool = True, preprocessed: bool = False,
               size: int | None = None) -> DenseFeatures:
         x = images if preprocessed else self.preprocess(images, size)

@@ -94,10 +94,6 @@ class ToyTokenizer:
         return self.hf(texts, padding="max_length", truncation=True, max_length=context_length or self.context_length,
                        return_tensors="pt")["input_ids"]
 
-    # BLIP calls tokenizers the transformers way
-    def __getattr__(self, name):
-        return getattr(self.hf, name)
-
 
 def tokenizer() -> ToyTokenizer:
     """The tokenizer stored with the toy weights (its vocabulary is part of the checkpoint)."""
