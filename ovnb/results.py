@@ -41,7 +41,8 @@ def results_dir(profile: str | None = None) -> Path:
     return base / profile if profile else base
 
 
-def _atomic_write_json(path: Path, payload) -> None:
+def write_json_atomic(path: Path, payload) -> None:
+    """Write JSON through a temporary file, so a crash never leaves a half-written record."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
@@ -104,7 +105,7 @@ class RunRecord:
 
     def save(self, directory: str | Path | None = None) -> Path:
         path = Path(directory or results_dir(self.profile)) / f"{self.notebook}.json"
-        _atomic_write_json(path, self.to_dict())
+        write_json_atomic(path, self.to_dict())
         return path
 
 

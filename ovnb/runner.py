@@ -74,9 +74,7 @@ def _record_runs(directory: Path, runs: list[NotebookRun]) -> None:
     path = directory / "runs.json"
     existing = json.loads(path.read_text()) if path.is_file() else {}
     existing.update({r.notebook: asdict(r) for r in runs})
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(existing, indent=2))
-    os.replace(tmp, path)
+    results.write_json_atomic(path, existing)
 
 
 def load_runs(profile: str) -> dict[str, dict]:

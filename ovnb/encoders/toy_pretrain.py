@@ -23,6 +23,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,14 @@ SMOKE = PretrainConfig(pool_size=256, steps_clip_convnext=3, steps_clip_vit=3, s
 # data
 
 
+@lru_cache(maxsize=None)
+def _all_templates() -> tuple[str, ...]:
+    return tuple(t for s in template_sets.NAMES for t in template_sets.get(s))
+
+
 def _template_caption(name: str, rng: np.random.Generator) -> str:
-    all_templates = [t for s in template_sets.NAMES for t in template_sets.get(s)]
-    return all_templates[rng.integers(len(all_templates))].format(name)
+    templates = _all_templates()
+    return templates[rng.integers(len(templates))].format(name)
 
 
 POOL_MIX = (("single", 0.60), ("scene", 0.25), ("stuff", 0.15))
@@ -171,9 +177,14 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return images
 
 
-def _same_classes(classes, idx) -> torch.Tensor:
+def _contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale, classes, idx) -> torch.Tensor:
+    """Symmetric InfoNCE over normalised embeddings; samples whose captions name the same classes
+    are positives of each other (the target spreads evenly over them)."""
     keys = [classes[i] for i in idx.tolist()]
-    return torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+    target = torch.tensor([[a == b for b in keys] for a in keys], dtype=torch.float32)
+    target = target / target.sum(1, keepdim=True)
+    logits = scale * img @ txt.t()
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
 LAYER_SCALE_INIT = 0.1
@@ -209,10 +220,7 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
         tokens = encoder.tokenizer([captions[i] for i in idx.tolist()])
         img = F.normalize(encoder.image_features(x), dim=-1)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.t()
-        target = _same_classes(classes, idx)
-        target = target / target.sum(1, keepdim=True)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        loss = _contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), classes, idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -250,10 +258,7 @@ def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
         text_cls = model.text_encoder(**encoder.tokenize(pos)).last_hidden_state[:, 0]
         img = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
         txt = F.normalize(model.text_proj(text_cls), dim=-1)
-        target = _same_classes(classes, idx)
-        target = target / target.sum(1, keepdim=True)
-        logits = img @ txt.t() / 0.07
-        itc = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        itc = _contrastive_loss(img, txt, 1 / 0.07, classes, idx)
         # ITM: true caption, hard negative, random negative
         texts = pos + hard + rand
         embeds = image_embeds.repeat(3, 1, 1)
