@@ -5,6 +5,7 @@
     ovnb reproduce --profile P           execute every notebook and print the reproduction status
     ovnb status [--profile P]            print the reproduction status from existing run records
     ovnb toy pretrain | toy check        regenerate / verify the toy foundation models
+    ovnb benchmark fusioner-cache        Fusioner training step time with and without the feature cache
     ovnb profiles                        list the profiles
 """
 
@@ -124,6 +125,20 @@ def cmd_profiles(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .reproduce import benchmark
+
+    unknown = [c for c in args.configs if c not in benchmark.CONFIGS]
+    if unknown:
+        raise SystemExit(f"ovnb: unknown benchmark config(s) {unknown}; valid: {list(benchmark.CONFIGS)}")
+    timings = []
+    for name in args.configs:
+        timings.append(benchmark.measure(name, steps=args.steps, batch=args.batch, device=args.device))
+        print(benchmark.report(timings[-1:]).splitlines()[-1], flush=True)
+    print(benchmark.report(timings))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovnb", description="Open-vocabulary segmentation research book")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", action="store_true", help="also measure zero-shot / ITM accuracy")
     p.add_argument("-n", type=int, default=600, help="held-out images for --quality")
     p.set_defaults(func=cmd_toy_check)
+
+    p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
+    p.add_argument("what", choices=["fusioner-cache"], help="fusioner-cache: training step with vs without the cache")
+    p.add_argument("--configs", nargs="+", default=["toy", "clip-l"])
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("profiles", help="list the profiles")
     p.set_defaults(func=cmd_profiles)

@@ -47,7 +47,9 @@ def _toc_pages():
     toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
     pages = [toc["root"]]
     for part in toc["parts"]:
-        pages += [chapter["file"] for chapter in part["chapters"]]
+        for chapter in part["chapters"]:
+            pages.append(chapter["file"])
+            pages += [section["file"] for section in chapter.get("sections", [])]
     return pages
 
 

@@ -24,7 +24,18 @@ class OpenCLIPEncoder(FrozenEncoder):
         import open_clip
 
         self.arch = arch
-        self.model = open_clip.create_model(arch, pretrained=pretrained)
+        if info.family == "toy":  # weights are loaded right after; open_clip's "no weights" warning is noise
+            import logging
+
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)
+            try:
+                self.model = open_clip.create_model(arch, pretrained=pretrained)
+            finally:
+                root.setLevel(level)
+        else:
+            self.model = open_clip.create_model(arch, pretrained=pretrained)
         self.tokenizer = tokenizer or open_clip.get_tokenizer(arch)
         visual = self.model.visual
         self.is_vit = hasattr(visual, "transformer") and hasattr(visual, "conv1")

@@ -1,0 +1,63 @@
+"""COCO 2014 images with HSNet's class-id masks, for COCO-20i and Table 5.
+
+    python data_scripts/coco2014.py --root data
+
+Result: ``data/COCO2014/{train2014,val2014}/*.jpg`` and
+``data/COCO2014/annotations/{train2014,val2014}/*.png`` (class ids 1..80 in HSNet's order, 0 background).
+The images come from cocodataset.org, the masks from HSNet's release (its README's links). The
+official Fusioner code expects one more nesting level (``train2014/train2014/``); the loaders of
+``ovnb`` use HSNet's layout above. Then run ``data_scripts/fewshot_splits.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import download, extract, google_drive, move_into  # noqa: E402
+
+SOURCES = {
+    "train2014": ("http://images.cocodataset.org/zips/train2014.zip", "train2014.zip", None),
+    "val2014": ("http://images.cocodataset.org/zips/val2014.zip", "val2014.zip", None),
+    "masks_train2014": (google_drive("1cwup51kcr4m7v9jO14ArpxKMA4O3-Uge"), "hsnet_masks_train2014.zip", None),
+    "masks_val2014": (google_drive("1PNw4U3T2MhzAEBWGGgceXvYU3cZ7mJL1"), "hsnet_masks_val2014.zip", None),
+}
+
+
+def _place(archive: Path, scratch: Path, folder: str, dest: Path) -> None:
+    extract(archive, scratch)
+    found = next((p for p in sorted(scratch.rglob(folder)) if p.is_dir()), None)
+    if found is None:
+        raise FileNotFoundError(f"{archive.name} holds no {folder}/ folder")
+    move_into(found, dest)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def prepare(root: Path, sources: dict = SOURCES) -> Path:
+    root = Path(root)
+    base = root / "COCO2014"
+    downloads = root / "downloads"
+    for split in ("train2014", "val2014"):
+        if not (base / split).is_dir():
+            url, name, digest = sources[split]
+            _place(download(url, downloads / name, digest), downloads / f"x_{split}", split, base / split)
+        if not (base / "annotations" / split).is_dir():
+            url, name, digest = sources[f"masks_{split}"]
+            _place(download(url, downloads / name, digest), downloads / f"x_masks_{split}", split,
+                   base / "annotations" / split)
+    print(f"COCO 2014 with HSNet masks ready in {base}")
+    return base
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="data", type=Path)
+    prepare(parser.parse_args(argv).root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The methods of the book, built by one factory.
+
+Every method is a ``torch.nn.Module`` with ``segment(images [B, 3, H, W], class_names) ->
+[B, K, H, W]`` per-class scores at the input resolution (the shared contract of the book).
+
+    >>> model = ovnb.methods.build("fusioner", visual="toy-clip-vit", text="toy-clip-vit",
+    ...                            fusion="early", pretrained=True)
+"""
+
+from __future__ import annotations
+
+METHODS = {
+    "fusioner": "ovnb.methods.fusioner",
+}
+
+
+def names() -> list[str]:
+    return list(METHODS)
+
+
+def build(name: str, **config):
+    """The method ``name`` built from ``config`` (see each method module's ``build``)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    import importlib
+
+    return importlib.import_module(METHODS[name]).build(**config)
+
+
+__all__ = ["build", "names", "METHODS"]

@@ -1,0 +1,185 @@
+"""Dataset scripts on fixture archives served locally: resume, checksums, safe extraction, layout."""
+
+import hashlib
+import http.server
+import io
+import importlib.util
+import pickle
+import sys
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "data_scripts"
+
+
+def load(name):
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(f"ds_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = load("_common")
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; ``cut`` truncates the first response of a file."""
+
+    cut: dict = {}
+    ranges_seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        header = self.headers.get("Range")
+        if header:
+            start = int(header.split("=")[1].split("-")[0])
+            self.ranges_seen.append(start)
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        limit = self.cut.pop(self.path, None)
+        self.wfile.write(body if limit is None else body[:limit])
+
+
+@pytest.fixture()
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: RangeHandler(*a, directory=str(root), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_download_resumes_and_verifies(server, tmp_path):
+    root, url = server
+    payload = bytes(range(256)) * 4000
+    (root / "file.bin").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    RangeHandler.cut["/file.bin"] = 100_000
+    dest = tmp_path / "dl" / "file.bin"
+    with pytest.raises(Exception):
+        common.download(f"{url}/file.bin", dest, digest)
+    assert (tmp_path / "dl" / "file.bin.part").stat().st_size == 100_000
+    common.download(f"{url}/file.bin", dest, digest)
+    assert dest.read_bytes() == payload and 100_000 in RangeHandler.ranges_seen
+    with pytest.raises(common.ChecksumError, match="does not match"):
+        common.download(f"{url}/file.bin", tmp_path / "dl" / "other.bin", "0" * 64)
+    assert not (tmp_path / "dl" / "other.bin.part").exists()
+
+
+def test_without_a_published_checksum_the_first_digest_is_kept(server, tmp_path):
+    root, url = server
+    (root / "a.zip").write_bytes(b"first version")
+    dest = tmp_path / "a.zip"
+    common.download(f"{url}/a.zip", dest)
+    stored = (tmp_path / "a.zip.sha256").read_text().split()[0]
+    assert stored == hashlib.sha256(b"first version").hexdigest()
+    dest.write_bytes(b"corrupted")  # a later run notices and fetches again
+    common.download(f"{url}/a.zip", dest)
+    assert dest.read_bytes() == b"first version"
+
+
+def _zip(path, members: dict):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def test_extraction_refuses_path_escapes(tmp_path):
+    bad = tmp_path / "bad.zip"
+    _zip(bad, {"ok.txt": b"x", "../escape.txt": b"y"})
+    with pytest.raises(common.UnsafeArchiveError, match="outside"):
+        common.extract(bad, tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
+    tar_path = tmp_path / "bad.tar"
+    with tarfile.open(tar_path, "w") as t:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "../../etc/passwd"
+        t.addfile(info)
+    with pytest.raises(common.UnsafeArchiveError):
+        common.extract(tar_path, tmp_path / "out2")
+    absolute = tmp_path / "abs.zip"
+    _zip(absolute, {"/etc/x": b"x"})
+    with pytest.raises(common.UnsafeArchiveError):
+        common.extract(absolute, tmp_path / "out3")
+
+
+def _image_bytes(array, fmt):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_voc_script_prepares_the_layout_the_loader_reads(server, tmp_path):
+    from ovnb.data import fewshot
+
+    root, url = server
+    voc_tar = root / "voc.tar"
+    with tarfile.open(voc_tar, "w") as t:
+        for name, data in {"VOCdevkit/VOC2012/JPEGImages/2007_000001.jpg": _image_bytes(np.zeros((8, 8, 3), np.uint8), "JPEG"),
+                           "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt": b"2007_000001\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = 3
+    _zip(root / "aug.zip", {"SegmentationClassAug/2007_000001.png": _image_bytes(mask, "PNG")})
+    voc = load("voc2012")
+    data = tmp_path / "data"
+    voc.prepare(data, {"voc": (f"{url}/voc.tar", "voc.tar", None), "sbd_aug": (f"{url}/aug.zip", "aug.zip", None)})
+    for split in ("trn", "val"):
+        for fold in range(4):
+            p = data / "splits" / "pascal" / split / f"fold{fold}.txt"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("2007_000001__3\n" if (split, fold) == ("val", 0) else "")
+    eps = fewshot.pascal_episodes(data, 0, "val")
+    assert int(eps[0]["mask"].sum()) == 9 and eps[0]["class_name"] == "bird"
+    voc.prepare(data, {})  # prepared already: nothing to download
+
+
+def test_fss_script_and_split_counts(server, tmp_path):
+    root, url = server
+    members = {}
+    for k in range(3):
+        for n in range(1, 11):
+            members[f"FSS-1000/c{k}/{n}.jpg"] = _image_bytes(np.zeros((8, 8, 3), np.uint8), "JPEG")
+            members[f"FSS-1000/c{k}/{n}.png"] = _image_bytes(np.full((8, 8), 255, np.uint8), "PNG")
+    _zip(root / "fss.zip", members)
+    fss = load("fss1000")
+    data = tmp_path / "data"
+    fss.prepare(data, {"fss": (f"{url}/fss.zip", "fss.zip", None)})
+    assert len(list((data / "FSS-1000").iterdir())) == 3
+
+    splits = load("fewshot_splits")
+    base = root / "splits"
+    for rel in splits.files():
+        p = base / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".pkl"):
+            p.write_bytes(pickle.dumps({0: ["x.jpg"]}))
+        else:
+            p.write_text("a__1\n")
+    with pytest.raises(RuntimeError, match=r"(?s)fold0.txt: 1 lines, expected 2884.*fold0.pkl: 1 pairs"):
+        splits.prepare(data, f"{url}/splits")

@@ -1,0 +1,107 @@
+"""The shared training loop: schedules in closed form, exact resume, atomic checkpoints."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ovnb import train
+from ovnb.methods.fusioner import FusionerConfig, FusionHead, bce_loss
+
+
+def test_warmup_then_cosine_values():
+    assert train.cosine_value(0, 100, 1.0, 0.0, warmup=10) == 0.0
+    assert train.cosine_value(5, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.5)
+    assert train.cosine_value(10, 100, 1.0, 0.0, warmup=10) == pytest.approx(1.0)
+    assert train.cosine_value(55, 100, 1.0, 0.0, warmup=10) == pytest.approx(0.5)
+    assert train.cosine_value(100, 100, 1.0, 0.1, warmup=10) == pytest.approx(0.1)
+    # increasing weight decay (official Fusioner: 0.01 -> 0.4)
+    assert train.cosine_value(50, 100, 0.01, 0.4) == pytest.approx((0.01 + 0.4) / 2)
+
+
+def _head():
+    torch.manual_seed(0)
+    return FusionHead(16, 16, FusionerConfig(width=16, layers=2, heads=2, decoder_width=8, decoder_convs=2))
+
+
+def _loss_fn(head, seed=0):
+    def loss_fn(step, micro):
+        g = train.step_generator(seed, step, micro)
+        tokens = torch.randn(3, 16, 16, generator=g)
+        text = torch.randn(3, 1, 16, generator=g)
+        target = (torch.rand(3, 1, 8, 8, generator=g) > 0.5).long()
+        target[:, :, 0, 0] = 255
+        # dropout-like use of the global generator: resume must restore it too
+        noise = torch.rand(()) * 1e-3
+        return bce_loss(head(tokens, (4, 4), text, (8, 8)), target) + noise
+    return loss_fn
+
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path):
+    config = train.TrainConfig(iterations=12, lr=3e-3, warmup=3, weight_decay=0.01, weight_decay_end=0.4,
+                               checkpoint_every=5, accumulation=2)
+    torch.manual_seed(1)
+    straight = _head()
+    train.fit(straight, _loss_fn(straight), config, tmp_path / "straight", progress=False)
+
+    torch.manual_seed(1)
+    first = _head()
+    partial = train.fit(first, _loss_fn(first), config, tmp_path / "resumed", progress=False, stop_after=7)
+    assert partial.steps_run == 7
+    torch.manual_seed(999)  # a new process: other global RNG state, fresh weights
+    second = FusionHead(16, 16, FusionerConfig(width=16, layers=2, heads=2, decoder_width=8, decoder_convs=2))
+    resumed = train.fit(second, _loss_fn(second), config, tmp_path / "resumed", progress=False)
+    assert resumed.resumed_from == 7 and resumed.steps_run == 5
+    a, b = _weights(straight), _weights(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert len(resumed.history) == 12
+    assert not list((tmp_path / "resumed").glob("*.tmp"))
+
+
+def test_a_finished_run_is_loaded_not_retrained(tmp_path):
+    config = train.TrainConfig(iterations=4, checkpoint_every=100)
+    head = _head()
+    train.fit(head, _loss_fn(head), config, tmp_path, progress=False)
+    assert train.is_finished(tmp_path, 4)
+    again = _head()
+    out = train.fit(again, _loss_fn(again), config, tmp_path, progress=False)
+    assert out.steps_run == 0
+    for k, v in _weights(head).items():
+        assert torch.equal(v, again.state_dict()[k])
+
+
+def test_a_checkpoint_of_another_schedule_is_refused(tmp_path):
+    head = _head()
+    train.fit(head, _loss_fn(head), train.TrainConfig(iterations=2), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="iterations=2.*iterations=3"):
+        train.fit(head, _loss_fn(head), train.TrainConfig(iterations=3), tmp_path, progress=False)
+
+
+def test_bad_configs_name_the_value():
+    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+        train.TrainConfig(iterations=0)
+    with pytest.raises(ValueError, match="warmup must lie in"):
+        train.TrainConfig(iterations=5, warmup=9)
+
+
+def test_a_non_finite_loss_stops_with_advice():
+    lin = nn.Linear(2, 1)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train.fit(lin, lambda s, m: lin(torch.ones(1, 2)).sum() * float("nan"), train.TrainConfig(iterations=2),
+                  progress=False)
+
+
+def test_weight_decay_applies_to_matrices_only():
+    head = _head()
+    groups = train.default_param_groups(head)
+    decay = [g for g in groups if g["decay"]][0]["params"]
+    assert all(p.ndim > 1 for p in decay)
+    assert sum(len(g["params"]) for g in groups) == len(list(head.parameters()))
+    assert math.isclose(train.cosine_value(0, 10, 0.01, 0.4), 0.01)
