@@ -203,7 +203,7 @@ def show_predictions(model, samples, title):
 
 seen_test = fewshot.Episodes([p for p in train_set.pairs[:50]], train_set.load, train_set.class_names, "seen") \
     if hasattr(train_set, "pairs") else train_set
-show_predictions(model, [seen_test[i] for i in (0, 11, 23)] + [test_set[i] for i in (1, 5, 9)],
+show_predictions(model, [seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(test_set)] for i in (1, 5, 9)],
                  "seen (left three) and unseen (right three) classes")
 
 # %% [markdown]
@@ -214,7 +214,7 @@ show_predictions(model, [seen_test[i] for i in (0, 11, 23)] + [test_set[i] for i
 
 # %%
 if model.config.fusion == "early":
-    s = test_set[3]
+    s = test_set[3 % len(test_set)]
     queries = [s["class_name"], next(n for n in test_set.class_names if n != s["class_name"] and " " in n)]
     model.head.keep_attention(True)
     fig, axes = plt.subplots(1, 1 + len(queries), figsize=(3 * (1 + len(queries)), 3))

@@ -147,7 +147,7 @@ from ovnb.methods import fusioner as _f
 
 row, visual, text, _ = grid[0]
 test = runner.test_set(Experiment(visual, text, fold=0))
-samples = [test[i] for i in (0, 4, 8, 12)]
+samples = [test[i % len(test)] for i in (0, 4, 8, 12)]
 fig, axes = plt.subplots(4, len(samples), figsize=(2.3 * len(samples), 9))
 for r, fusion in enumerate(["early", "late"]):
     m = runner.run(Experiment(visual, text, fusion=fusion, fold=0), keep_model=True).model

@@ -122,6 +122,21 @@ ax.set_xlabel("IoU (%)")
 plt.tight_layout()
 plt.show()
 
+# %% [markdown]
+# ## What the `paper` profile costs
+#
+# The paper's schedule is 510 epochs (10 warm-up + 500 cosine) of the fold's training pairs at batch 32;
+# the official loop has no end, so this is the closest bounded reading. The steps per fold follow from
+# HSNet's pair counts. Multiply by the seconds per step that `ovnb benchmark fusioner-cache --configs
+# clip-l` prints on your GPU (cached column: the frozen CLIP features are computed once and reused,
+# which holds when pixel augmentations are off; with them, the uncached column applies). This book's
+# build machine has no GPU, so no GPU time is stated here.
+
+# %%
+from ovnb.reproduce.fusioner import paper_schedule
+
+paper_schedule()
+
 # %%
 record.metric("notebook_wall_s", time.perf_counter() - t_start, note="whole notebook, this machine")
 record.save()

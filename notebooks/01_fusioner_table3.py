@@ -98,7 +98,7 @@ test = runner.test_set(Experiment(visual, text, fold=0, dataset="fss"))
 colours = np.array([plt.cm.tab10(k)[:3] for k in range(4)] + [(0.1, 0.1, 0.1)])
 fig, axes = plt.subplots(4, 4, figsize=(9, 9.5))
 for k in range(4):
-    s = test[k]
+    s = test[k % len(test)]
     axes[0, k].imshow(s["image"].permute(1, 2, 0))
     axes[0, k].set_title("\n".join(s["class_names"][:2]) + "\n" + "\n".join(s["class_names"][2:]), fontsize=6)
     axes[1, k].imshow(colours[s["mask"].clamp(max=4)])

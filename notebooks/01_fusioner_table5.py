@@ -94,7 +94,7 @@ model = runner.run(e, evaluate_on="pascal-transfer", keep_model=True).model
 test = runner.test_set(e, "pascal-transfer")
 fig, axes = plt.subplots(3, 5, figsize=(11, 7))
 for k in range(5):
-    s = test[3 * k]
+    s = test[3 * k % len(test)]
     axes[0, k].imshow(s["image"].permute(1, 2, 0))
     axes[0, k].set_title(f'"{s["class_name"]}"', fontsize=8)
     axes[1, k].imshow(s["mask"].clamp(max=2), cmap="gray", vmin=0, vmax=1)

@@ -242,3 +242,19 @@ def paper_vs_ours(record, table: str, profile: str):
     out = df[["row", "column", "paper_value", "ours", "delta", "weights"]].rename(
         columns={"paper_value": "paper"})
     return out.set_index(["row", "column"]).round(1)
+
+
+def paper_schedule(batch_size: int = 32, epochs: int = 510) -> "pd.DataFrame":
+    """Optimizer steps of the ``paper`` profile per fold: ``epochs`` x ceil(training pairs / batch),
+    with HSNet's training-pair counts (PASCAL: the other three folds' lists; COCO: the fold's pickle)."""
+    import pandas as pd
+
+    counts = fewshot.expected_counts()
+    rows = []
+    for f in range(4):
+        pascal = sum(n for j, n in enumerate(counts["pascal"]["trn"]) if j != f)
+        coco = counts["coco"]["trn_pairs"][f]
+        for name, pairs in (("PASCAL-5i", pascal), ("COCO-20i", coco)):
+            rows.append({"dataset": name, "fold": f, "training pairs": pairs,
+                         "steps": epochs * -(-pairs // batch_size)})
+    return pd.DataFrame(rows)
