@@ -178,9 +178,16 @@ class Runner:
             return int(self.iterations)
         return int(self.epochs) * -(-len(self.train_set(e)) // self.batch_size)
 
-    def run_dir(self, e: Experiment) -> Path:
+    def run_dir(self, e: Experiment, model=None) -> Path:
+        """``build/runs/<profile>/fusioner/<key>``: the key covers the experiment, the schedule and a
+        fingerprint of the frozen encoders' weights (regenerated toy weights never reuse old runs)."""
+        from ..cache import weights_fingerprint
+
+        model = model or self.build(e)
         extra = {"iterations": self.schedule(e), "batch": self.batch_size, "seed": self.seed,
-                 "normalisation": self.normalisation, "optimizer": self.optimizer}
+                 "normalisation": self.normalisation, "optimizer": self.optimizer,
+                 "visual_weights": weights_fingerprint(model.visual_encoder),
+                 "text_weights": weights_fingerprint(model.text_encoder)}
         return results.build_dir() / "runs" / self.profile.name / "fusioner" / e.key(self.profile.name, extra)
 
     # -- one experiment --------------------------------------------------------------------------
@@ -192,7 +199,7 @@ class Runner:
         t0 = time.perf_counter()
         history, trained_now = [], False
         if trainable:
-            run_dir = self.run_dir(e)
+            run_dir = self.run_dir(e, model)
             result = fusioner.train(model, self.train_set(e), self.schedule(e), self.batch_size, run_dir,
                                     visual_fn=visual_fn, text_fn=text_fn, seed=self.seed, optimizer=self.optimizer,
                                     progress=self.progress)
