@@ -283,14 +283,16 @@ class Mosaic4(torch.utils.data.Dataset):
     a negative for every query, value 4), "class_names": [4 names, top-left to bottom-right], "id"}``.
     The paper does not give the tile size or the sampling; ours: classes drawn without replacement
     per mosaic, one of each class's 10 images uniformly, tiles of 224 (FSS-1000's native size).
+    ``split="trn"`` builds training mosaics from the 520 training classes (the paper trains with
+    |W| = 4 as well).
     """
 
     BACKGROUND = 4
 
     def __init__(self, root: str | Path, length: int = 600, seed: int = 0, tile: int = 224,
-                 images_per_class: int = 10):
+                 images_per_class: int = 10, split: str = "test"):
         self.root, self.length, self.seed, self.tile = Path(root), length, seed, tile
-        self.names = fss_classes(self.root, "test")
+        self.names = fss_classes(self.root, split)
         rng = np.random.default_rng(seed)
         self.plan = [(rng.choice(len(self.names), 4, replace=False).tolist(),
                       (rng.integers(images_per_class, size=4) + 1).tolist()) for _ in range(length)]

@@ -143,8 +143,8 @@ class Runner:
                 ds = fewshot.TrainCrops(fewshot.pascal_episodes(self.data_root, e.fold, "trn"))
             elif e.dataset == "coco":
                 ds = fewshot.TrainCrops(fewshot.coco_episodes(self.data_root, e.fold, "trn"))
-            else:
-                ds = fewshot.TrainCrops(fewshot.fss_episodes(self.data_root, "trn"))
+            else:  # Table 3: trained on FSS-1000 with |W| = 4, i.e. on mosaics of its training classes
+                ds = fewshot.Mosaic4(self.data_root, length=1300, seed=self.seed + 1, split="trn")  # 520 x 10 / 4
             self.datasets[key] = ds
         return self.datasets[key]
 
