@@ -33,7 +33,7 @@ def sliding_logits(model, image: torch.Tensor, text: torch.Tensor, window: int |
     stride = stride or int(window * 2 / 3)
     _, H, W = image.shape
     ph, pw = max(window - H, 0), max(window - W, 0)
-    padded = F.pad(image[None].float(), (0, pw, 0, ph))[0]
+    padded = F.pad(image[None], (0, pw, 0, ph))[0]  # keeps the dtype: uint8 stays uint8 (0..255)
     Hp, Wp = padded.shape[-2:]
     rows = max(math.ceil((Hp - window) / stride), 0) + 1
     cols = max(math.ceil((Wp - window) / stride), 0) + 1

@@ -140,3 +140,19 @@ def test_attention_maps_are_kept_on_request(toy_encoders):
     maps = model.head.attention_maps()
     assert len(maps) == 4 and maps[-1].shape == (1, 4, 66, 66)
     assert torch.allclose(maps[-1].sum(-1), torch.ones(1, 4, 66), atol=1e-5)
+
+
+def test_sliding_window_with_one_window_equals_the_direct_prediction(toy_encoders):
+    """An image of exactly the window size is one window: the sliding-window logits must be the
+    model's own logits (catches pixel-scale slips, e.g. a uint8 image turned into 0..255 floats)."""
+    from ovnb.evaluate import sliding_logits
+
+    model = methods.build("fusioner", visual="toy-clip-vit", text="toy-clip-vit", pretrained=True,
+                          config=FusionerConfig.toy(), encoders=toy_encoders)
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    text = model.text_embeddings(["red star"])
+    with torch.no_grad():
+        direct = model.segment(image[None], ["red star"])[0]
+    assert torch.allclose(sliding_logits(model, image, text), direct, atol=1e-4)
+    small = image[:, :40, :50]  # padded to one window, cropped back
+    assert sliding_logits(model, small, text).shape == (1, 40, 50)
