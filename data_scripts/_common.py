@@ -137,3 +137,27 @@ def move_into(source: Path, dest: Path) -> None:
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(source), str(dest))
+
+
+def fetch_folder(source: tuple, downloads: Path, folder: str, dest: Path) -> Path:
+    """Download ``source`` = (url, file name, sha256 or None) into ``downloads``, extract it into a
+    scratch folder, and move the first directory named ``folder`` (case-insensitive) to ``dest``."""
+    url, name, digest = source
+    scratch = downloads / f"x_{Path(name).stem}"
+    extract(download(url, downloads / name, digest), scratch)
+    found = next((p for p in sorted(scratch.rglob("*")) if p.is_dir() and p.name.lower() == folder.lower()), None)
+    if found is None:
+        raise FileNotFoundError(f"{name} holds no {folder}/ folder")
+    move_into(found, dest)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return dest
+
+
+def cli(prepare, doc: str, argv=None) -> int:
+    """The command line every dataset script shares: ``--root DATA_ROOT``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--root", default="data", type=Path, help="where the datasets live (DATA_ROOT)")
+    prepare(parser.parse_args(argv).root)
+    return 0

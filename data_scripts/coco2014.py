@@ -11,13 +11,11 @@ official Fusioner code expects one more nesting level (``train2014/train2014/``)
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import download, extract, google_drive, move_into  # noqa: E402
+from _common import cli, fetch_folder, google_drive  # noqa: E402
 
 SOURCES = {
     "train2014": ("http://images.cocodataset.org/zips/train2014.zip", "train2014.zip", None),
@@ -27,37 +25,18 @@ SOURCES = {
 }
 
 
-def _place(archive: Path, scratch: Path, folder: str, dest: Path) -> None:
-    extract(archive, scratch)
-    found = next((p for p in sorted(scratch.rglob(folder)) if p.is_dir()), None)
-    if found is None:
-        raise FileNotFoundError(f"{archive.name} holds no {folder}/ folder")
-    move_into(found, dest)
-    shutil.rmtree(scratch, ignore_errors=True)
-
-
 def prepare(root: Path, sources: dict = SOURCES) -> Path:
     root = Path(root)
     base = root / "COCO2014"
     downloads = root / "downloads"
     for split in ("train2014", "val2014"):
         if not (base / split).is_dir():
-            url, name, digest = sources[split]
-            _place(download(url, downloads / name, digest), downloads / f"x_{split}", split, base / split)
+            fetch_folder(sources[split], downloads, split, base / split)
         if not (base / "annotations" / split).is_dir():
-            url, name, digest = sources[f"masks_{split}"]
-            _place(download(url, downloads / name, digest), downloads / f"x_masks_{split}", split,
-                   base / "annotations" / split)
+            fetch_folder(sources[f"masks_{split}"], downloads, split, base / "annotations" / split)
     print(f"COCO 2014 with HSNet masks ready in {base}")
     return base
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="data", type=Path)
-    prepare(parser.parse_args(argv).root)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(prepare, __doc__))

@@ -9,13 +9,11 @@ Then run ``data_scripts/fewshot_splits.py`` for HSNet's fold lists.
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import download, extract, google_drive, move_into  # noqa: E402
+from _common import cli, download, extract, fetch_folder, google_drive  # noqa: E402
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 # SBD-augmented masks in the layout HSNet and Fusioner use (HSNet's README link)
@@ -32,14 +30,7 @@ def prepare(root: Path, sources: dict = SOURCES) -> Path:
         url, name, digest = sources["voc"]
         extract(download(url, downloads / name, digest), root)
     if not (voc / "SegmentationClassAug").is_dir():
-        url, name, digest = sources["sbd_aug"]
-        tmp = root / "downloads" / "sbd_aug"
-        extract(download(url, downloads / name, digest), tmp)
-        found = next((p for p in tmp.rglob("SegmentationClassAug") if p.is_dir()), None)
-        if found is None:
-            raise FileNotFoundError(f"{name} holds no SegmentationClassAug folder")
-        move_into(found, voc / "SegmentationClassAug")
-        shutil.rmtree(tmp, ignore_errors=True)
+        fetch_folder(sources["sbd_aug"], downloads, "SegmentationClassAug", voc / "SegmentationClassAug")
     missing = [d for d in ("JPEGImages", "SegmentationClassAug", "ImageSets") if not (voc / d).is_dir()]
     if missing:
         raise FileNotFoundError(f"{voc}: missing {missing} after preparation")
@@ -47,12 +38,5 @@ def prepare(root: Path, sources: dict = SOURCES) -> Path:
     return voc
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="data", type=Path)
-    prepare(parser.parse_args(argv).root)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(prepare, __doc__))
