@@ -106,16 +106,16 @@ class Runner:
 
     # -- models and data -----------------------------------------------------------------------
     def config(self, e: Experiment) -> fusioner.FusionerConfig:
-        base = fusioner.FusionerConfig.toy() if self.toy else fusioner.FusionerConfig()
         from dataclasses import replace
 
-        return replace(base, fusion="none" if e.fusion == "none" else e.fusion, decoder=e.decoder,
-                       normalisation=self.normalisation)
+        base = fusioner.FusionerConfig.toy() if self.toy else fusioner.FusionerConfig()
+        return replace(base, fusion=e.fusion, decoder=e.decoder, normalisation=self.normalisation)
 
     def build(self, e: Experiment) -> fusioner.Fusioner:
         torch.manual_seed(self.seed)
-        model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=self.profile.weights != "random",
-                               config=self.config(e), device=self.device, encoders=self.encoders)
+        # every profile loads real weights: the embedded toy checkpoints or the released ones
+        model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=True, config=self.config(e),
+                               device=self.device, encoders=self.encoders)
         self.encoders.update({e.visual: model.visual_encoder, e.text: model.text_encoder})
         return model
 
