@@ -129,8 +129,8 @@ plt.show()
 # the official loop has no end, so this is the closest bounded reading. The steps per fold follow from
 # HSNet's pair counts. Multiply by the seconds per step that `ovnb benchmark fusioner-cache --configs
 # clip-l` prints on your GPU (cached column: the frozen CLIP features are computed once and reused,
-# which holds when pixel augmentations are off; with them, the uncached column applies). This book's
-# build machine has no GPU, so no GPU time is stated here.
+# which holds when pixel augmentations are off; with them, the uncached column applies). No GPU time
+# is stated here; it depends on the GPU.
 
 # %%
 from ovnb.reproduce.fusioner import paper_schedule
