@@ -117,7 +117,7 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
     ``loss_fn(step, micro)`` returns the loss of micro-batch ``micro`` of optimizer step ``step``.
     ``param_groups``: dicts with ``params`` and optionally ``lr`` (peak), ``decay`` (bool),
     ``schedule`` (``"cosine"`` default, or ``"constant"``). ``stop_after`` ends this call after that
-    many total steps (an interruption, for tests and time-boxed sessions); a later call resumes.
+    many total steps (an interruption, for tests and time-boxed runs); a later call resumes.
     """
     from tqdm.auto import tqdm
 

@@ -165,7 +165,7 @@ def test_tampered_or_missing_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_toy_convnext_clip_meets_the_zero_shot_bar():
-    """>= 0.80 zero-shot top-1 over the full vocabulary on held-out crops (the issue's quality bar)."""
+    """>= 0.80 zero-shot top-1 over the full vocabulary on held-out crops (the toy CLIP quality bar)."""
     from ovnb.encoders import toy_pretrain
 
     acc = toy_pretrain.zero_shot_accuracy(encoders.build("toy-clip-convnext", pretrained=True), n=600, seed=1)
