@@ -278,3 +278,14 @@ def test_the_real_data_path_trains_and_evaluates_on_a_fixture_layout(tmp_path, m
     again = runner.run(e)  # the finished run is reused, not retrained
     assert not again.trained_now and again.miou == out.miou
     assert list((tmp_path / "build" / "runs" / "smoke" / "fusioner").glob("*/checkpoint.pt"))
+
+
+def test_training_crops_keep_dtype_size_and_the_episodes_interface(tmp_path):
+    make_voc(tmp_path)
+    crops = fewshot.TrainCrops(fewshot.pascal_episodes(tmp_path, 0, "val"), size=32)
+    torch.manual_seed(0)
+    for _ in range(4):
+        s = crops[0]
+        assert s["image"].dtype == torch.uint8 and s["image"].shape == (3, 32, 32)
+        assert s["mask"].shape == (32, 32) and set(s["mask"].unique().tolist()) <= {0, 1, 255}
+    assert crops.classes() == [1, 2] and len(crops.pairs) == 2 and crops.class_names[1] == "aeroplane"

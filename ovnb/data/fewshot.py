@@ -425,6 +425,11 @@ class TrainCrops(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.episodes)
 
+    def __getattr__(self, name):  # pairs, classes(), load, class_names: those of the wrapped episodes
+        if name == "episodes":
+            raise AttributeError(name)
+        return getattr(self.episodes, name)
+
     def __getitem__(self, index: int) -> dict:
         import torchvision.transforms.v2.functional as TF
         from torchvision.transforms.v2 import RandomResizedCrop
