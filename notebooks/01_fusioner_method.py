@@ -51,9 +51,10 @@ import pandas as pd
 import torch
 
 from ovnb import env, profiles, results
-from ovnb.data import fewshot
+from ovnb.data import ToyWorld, fewshot
 from ovnb.methods import fusioner
 from ovnb.reproduce.fusioner import Experiment, Runner
+from ovnb.viz import episode_grid
 
 t_start = time.perf_counter()
 profile = profiles.load(PROFILE)
@@ -80,16 +81,9 @@ test_set = runner.test_set(Experiment(VISUAL, TEXT, fold=0))
 print(f"fold 0: {len(train_set)} training episodes over {len({p.class_id for p in train_set.pairs})} seen classes; "
       f"{len(test_set)} test episodes over {len(test_set.classes())} unseen classes")
 
-fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
-for k, (ds, name) in enumerate([(train_set, "train (seen)")] * 3 + [(test_set, "test (unseen)")] * 3):
-    s = ds[k * 7 % len(ds)]
-    axes[0, k].imshow(s["image"].permute(1, 2, 0))
-    axes[0, k].set_title(f"{name}\n\"{s['class_name']}\"", fontsize=8)
-    axes[1, k].imshow(s["mask"].clamp(max=2), cmap="gray", vmin=0, vmax=1)
-for ax in axes.flat:
-    ax.set_xticks([]), ax.set_yticks([])
-plt.tight_layout()
-plt.show()
+episode_grid([train_set[k * 7 % len(train_set)] for k in range(3)]
+             + [test_set[k * 7 % len(test_set)] for k in range(3, 6)], {},
+             "training episodes, seen classes (left three); test episodes, unseen classes (right three)");
 
 # %% [markdown]
 # ## 2. Frozen features (Eq. 1 and 2)
@@ -183,28 +177,9 @@ print(f"fold 0, unseen classes: mIoU {100 * outcome.miou:.1f}, FB-IoU {100 * out
 # class (official `get_preds`). Below, one query per image: three seen classes, three unseen.
 
 # %%
-def show_predictions(model, samples, title):
-    fig, axes = plt.subplots(3, len(samples), figsize=(2.2 * len(samples), 6.6))
-    for k, s in enumerate(samples):
-        logits = model.segment(s["image"][None], [s["class_name"]])
-        pred = model.predict(logits)[0]
-        axes[0, k].imshow(s["image"].permute(1, 2, 0))
-        axes[0, k].set_title(f'"{s["class_name"]}"', fontsize=8)
-        axes[1, k].imshow(s["mask"].clamp(max=2), cmap="gray", vmin=0, vmax=1)
-        axes[2, k].imshow(pred, cmap="gray", vmin=0, vmax=1)
-    axes[1, 0].set_ylabel("ground truth")
-    axes[2, 0].set_ylabel("Fusioner")
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(title)
-    plt.tight_layout()
-    plt.show()
-
-
-seen_test = fewshot.Episodes([p for p in train_set.pairs[:50]], train_set.load, train_set.class_names, "seen") \
-    if hasattr(train_set, "pairs") else train_set
-show_predictions(model, [seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(test_set)] for i in (1, 5, 9)],
-                 "seen (left three) and unseen (right three) classes")
+seen_test = fewshot.Episodes(train_set.pairs[:50], train_set.load, train_set.class_names, "seen")
+episode_grid([seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(test_set)] for i in (1, 5, 9)],
+             {"Fusioner": model}, "seen (left three) and unseen (right three) classes");
 
 # %% [markdown]
 # ## 6. What the fusion layers attend to
@@ -215,8 +190,6 @@ show_predictions(model, [seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(
 # well attend broadly (at toy scale it often does).
 
 # %%
-from ovnb.data import ToyWorld
-
 world = ToyWorld("test", 200, seed=SEED)
 vocab_names = world.class_names
 scene_index = next(i for i in range(len(world)) if sum(c < 48 for c in world.raw(i)["classes"]) >= 2)
@@ -287,8 +260,6 @@ plt.show()
 import ipywidgets as widgets
 from matplotlib import cbook
 from PIL import Image
-
-from ovnb.data import ToyWorld
 
 palette = plt.get_cmap("tab10")
 

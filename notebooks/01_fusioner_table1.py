@@ -55,6 +55,7 @@ import torch
 
 from ovnb import env, profiles, results
 from ovnb.reproduce.fusioner import Experiment, Runner, paper_vs_ours, record_folds
+from ovnb.viz import episode_grid
 
 t_start = time.perf_counter()
 profile = profiles.load(PROFILE)
@@ -143,26 +144,11 @@ pd.DataFrame(checks).round(1)
 # ## Qualitative: early vs late fusion on the same unseen query
 
 # %%
-from ovnb.methods import fusioner as _f
-
 row, visual, text, _ = grid[0]
 test = runner.test_set(Experiment(visual, text, fold=0))
-samples = [test[i % len(test)] for i in (0, 4, 8, 12)]
-fig, axes = plt.subplots(4, len(samples), figsize=(2.3 * len(samples), 9))
-for r, fusion in enumerate(["early", "late"]):
-    m = runner.run(Experiment(visual, text, fusion=fusion, fold=0), keep_model=True).model
-    for k, s in enumerate(samples):
-        if r == 0:
-            axes[0, k].imshow(s["image"].permute(1, 2, 0))
-            axes[0, k].set_title(f'"{s["class_name"]}"', fontsize=8)
-            axes[1, k].imshow(s["mask"].clamp(max=2), cmap="gray", vmin=0, vmax=1)
-        axes[2 + r, k].imshow(m.predict(m.segment(s["image"][None], [s["class_name"]]))[0], cmap="gray", vmin=0, vmax=1)
-for r, label in enumerate(["image", "ground truth", "early fusion", "late fusion"]):
-    axes[r, 0].set_ylabel(label)
-for ax in axes.flat:
-    ax.set_xticks([]), ax.set_yticks([])
-plt.tight_layout()
-plt.show()
+models = {f"{fusion} fusion": runner.run(Experiment(visual, text, fusion=fusion, fold=0), keep_model=True).model
+          for fusion in ("early", "late")}
+episode_grid([test[i % len(test)] for i in (0, 4, 8, 12)], models);
 
 # %% [markdown]
 # ## Cost of the full grid

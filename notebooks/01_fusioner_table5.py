@@ -51,6 +51,7 @@ import torch
 
 from ovnb import env, profiles, results
 from ovnb.reproduce.fusioner import Experiment, Runner, paper_vs_ours, record_folds
+from ovnb.viz import episode_grid
 
 t_start = time.perf_counter()
 profile = profiles.load(PROFILE)
@@ -92,19 +93,7 @@ plt.show()
 e = Experiment(visual, text, fold=0, dataset=train_on)
 model = runner.run(e, evaluate_on="pascal-transfer", keep_model=True).model
 test = runner.test_set(e, "pascal-transfer")
-fig, axes = plt.subplots(3, 5, figsize=(11, 7))
-for k in range(5):
-    s = test[3 * k % len(test)]
-    axes[0, k].imshow(s["image"].permute(1, 2, 0))
-    axes[0, k].set_title(f'"{s["class_name"]}"', fontsize=8)
-    axes[1, k].imshow(s["mask"].clamp(max=2), cmap="gray", vmin=0, vmax=1)
-    axes[2, k].imshow(model.predict(model.segment(s["image"][None], [s["class_name"]]))[0], cmap="gray", vmin=0, vmax=1)
-for r, label in enumerate(["shifted image", "ground truth", "Fusioner"]):
-    axes[r, 0].set_ylabel(label)
-for ax in axes.flat:
-    ax.set_xticks([]), ax.set_yticks([])
-plt.tight_layout()
-plt.show()
+episode_grid([test[3 * k % len(test)] for k in range(5)], {"Fusioner": model}, image_label="shifted image");
 
 # %%
 record.metric("notebook_wall_s", time.perf_counter() - t_start, note="whole notebook, this machine")

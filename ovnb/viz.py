@@ -1,0 +1,38 @@
+"""Figures the notebooks share."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _binary_mask_image(mask: torch.Tensor) -> torch.Tensor:
+    """0 black, 1 white, void (255) mid-grey."""
+    out = mask.float().clone()
+    out[mask == 255] = 0.5
+    return out
+
+
+def episode_grid(samples: list[dict], models: dict, title: str | None = None, image_label: str = "image"):
+    """Episodes in columns; rows: the image (titled with the queried class), its ground truth, and
+    each model's binary prediction (``models``: row label -> model with ``segment`` and ``predict``)."""
+    import matplotlib.pyplot as plt
+
+    rows = 2 + len(models)
+    fig, axes = plt.subplots(rows, len(samples), figsize=(2.2 * len(samples), 2.2 * rows), squeeze=False)
+    for k, s in enumerate(samples):
+        axes[0, k].imshow(s["image"].permute(1, 2, 0).numpy())
+        axes[0, k].set_title(f'"{s["class_name"]}"', fontsize=8)
+        axes[1, k].imshow(_binary_mask_image(s["mask"]).numpy(), cmap="gray", vmin=0, vmax=1)
+        for r, model in enumerate(models.values()):
+            with torch.no_grad():
+                pred = model.predict(model.segment(s["image"][None], [s["class_name"]]))[0]
+            axes[2 + r, k].imshow(pred.cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+    for r, label in enumerate([image_label, "ground truth", *models]):
+        axes[r, 0].set_ylabel(label)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    plt.tight_layout()
+    plt.show()
+    return fig
