@@ -159,10 +159,19 @@ pd.DataFrame([{"name": n, "family": encoders.info(n).family, "checkpoint": encod
 #   so that only shape tells them apart - without it both towers settle on colour (the text embeddings
 #   of "red star" and "red heart" end up nearly identical); (2) ConvNeXt's layer scale starts at 0.1, not
 #   timm's 1e-6, which is made for 300-epoch schedules and leaves the residual blocks switched off in a
-#   short one. The ViT CLIP starts from the ConvNeXt CLIP's trained text tower (both share one text
-#   configuration): ViTs learn shape from scratch far more slowly than ConvNeXts.
-# * **BLIP**: image-text matching (ITM) on the true caption, a hard negative (one thing's colour
-#   changed) and a random caption, plus the image-text contrastive loss; the vision tower is initialised
+#   short one.
+# * **ViT CLIP**: trained after the ConvNeXt CLIP, from its text tower, which stays locked (as in
+#   LiT). Trained from scratch with the contrastive loss alone, the toy ViT learned colour but
+#   stayed on the log(8) plateau of *shape* for the whole budget (its loss could tell 6 colours, not
+#   8 shapes). Four changes, each a deviation from how ViT-L/14 was made, lift it: its image tower
+#   also distils the ConvNeXt CLIP's softmax over the 62 class names (a KL term beside the
+#   contrastive loss), it uses fixed 2-D sin-cos position embeddings and average-pools its patch
+#   tokens (the "simple ViT" recipe of Beyer et al., 2022), and its attention weights start from the
+#   mimetic initialisation of Trockman & Kolter (2023), which makes attention local at step 0. The
+#   patch tokens the chapters read (`ln_post`, then `proj`) are the same in kind.
+# * **BLIP**: image-text matching (ITM) on the true caption and a hard negative (one thing's colour
+#   changed), plus the image-text contrastive loss (BLIP itself mines its negatives by contrastive
+#   similarity; the colour swap is what the quality bar measures). The vision tower is initialised
 #   with std 0.02 (transformers' BLIP default of 1e-10 assumes pretrained weights).
 #
 # The committed checkpoints carry a manifest with their checksums, the pretraining configuration, and

@@ -174,13 +174,14 @@ def test_toy_convnext_clip_meets_the_zero_shot_bar():
 
 @pytest.mark.slow
 def test_toy_vit_clip_and_blip_learned_the_world():
-    """Far above chance on held-out data: colour and stuff for the ViT CLIP (62-way chance is 0.016),
-    colour binding for BLIP (chance 0.5). Their quality bars (0.80 / 0.90) are not met yet - the
-    00_toy_world notebook records the measured values against the bars."""
+    """Far above chance on held-out data (62-way chance is 0.016; ITM chance is 0.5): the ViT CLIP
+    tells shapes apart, not only colours and stuff (a plain ViT trained from scratch in the budget
+    stayed near 0.24 on things), and BLIP binds colours. Their quality bars (0.80 / 0.90) are not met
+    yet - the 00_toy_world notebook records the measured values against the bars."""
     from ovnb.encoders import toy_pretrain
 
     vit = toy_pretrain.zero_shot_accuracy(encoders.build("toy-clip-vit", pretrained=True), n=300, seed=1)
-    assert vit["top1_stuff"] >= 0.9 and vit["top1"] >= 0.25, vit
+    assert vit["top1_stuff"] >= 0.9 and vit["top1_things"] >= 0.45 and vit["top1"] >= 0.55, vit
     blip = toy_pretrain.itm_accuracy(encoders.build("toy-blip", pretrained=True), n=300, seed=1)
     assert blip["accuracy"] >= 0.8 and blip["ranking"] >= 0.85, blip
 

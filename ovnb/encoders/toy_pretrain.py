@@ -9,9 +9,20 @@ saw everything, then stay frozen - as CLIP and BLIP did.
   classes are positives of each other, so duplicates in a batch are not pushed apart. Half of every
   batch is single objects of one colour (hard negatives): otherwise the loss is solved by colour
   alone and shape is never learned.
-* Toy BLIP: image-text matching (binary cross-entropy over the ITM head) on the true caption, a hard
-  negative (one thing's colour changed: "red star" -> "blue star") and a random other caption,
-  plus BLIP's image-text contrastive loss.
+* The ConvNeXt CLIP is trained first, both towers from scratch. The ViT CLIP then starts from its
+  text tower, keeps it locked (LiT, Zhai et al. 2022) and trains its image tower with the same
+  contrastive loss plus a distillation term: the KL divergence between its and the ConvNeXt's
+  softmax over the whole vocabulary (``distil_weight``, ``distil_temperature``). A ViT trained from
+  scratch on a few ten thousand images learns colour and never leaves the log(8) plateau of shape
+  (it scored 0.39 top-1 in the budget), so the toy ViT also deviates from ViT-L/14 in three
+  places: fixed 2-D sin-cos position embeddings and average pooling of the patch tokens (the
+  "simple ViT" recipe of Beyer et al. 2022, set in ``toy_configs/toy-clip-vit.json``) and mimetic
+  initialisation of the attention weights (Trockman & Kolter 2023, ``mimetic_init``), which starts
+  attention local, as a convolution's. The patch tokens that Fusioner reads are unchanged in kind.
+* Toy BLIP: image-text matching (binary cross-entropy over the ITM head) on the true caption and a
+  hard negative (one thing's colour changed: "red star" -> "blue star"), plus BLIP's image-text
+  contrastive loss. (BLIP mines its hard negatives by contrastive similarity; the toy's colour swap
+  is the negative the quality bar measures.)
 
 Deterministic on a given machine and thread count: fixed seeds, fixed data, no data-loader workers.
 ``ovnb toy pretrain`` runs everything and rewrites ``toy_weights/`` with a new manifest.
@@ -41,19 +52,24 @@ class PretrainConfig:
     pool_size: int = 20000  # captioned images generated once, then iterated
     steps_clip_convnext: int = 700
     steps_clip_vit: int = 300
-    steps_blip: int = 350
+    steps_blip: int = 300
     lr_clip_convnext: float = 1.5e-3
-    lr_clip_vit: float = 5e-4  # ViTs diverge from shape learning at higher rates
+    lr_clip_vit: float = 2e-3
     lr_blip: float = 1e-3
+    warmup_clip_convnext: int = 40
+    warmup_clip_vit: int = 30
+    warmup_blip: int = 30
     batch_size: int = 128
     weight_decay: float = 0.05
-    warmup: int = 40
+    distil_weight: float = 1.0  # ViT CLIP: weight of the KL term towards the ConvNeXt CLIP
+    distil_temperature: float = 0.02  # softmax temperature over the vocabulary (student and teacher)
+    mimetic: tuple[float, float, float, float] = (0.7, 0.7, 0.4, 0.4)  # alpha1, beta1, alpha2, beta2
     seed: int = 0
     eval_images: int = 600
 
 
 SMOKE = PretrainConfig(pool_size=256, steps_clip_convnext=3, steps_clip_vit=3, steps_blip=3, batch_size=16,
-                       warmup=1, eval_images=32)
+                       warmup_clip_convnext=1, warmup_clip_vit=1, warmup_blip=1, eval_images=32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,9 +152,10 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _optimizer(model, lr: float, cfg: PretrainConfig):
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+def _optimizer(model, lr: float, cfg: PretrainConfig, trainable_only: bool = False):
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad or not trainable_only]
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=lr)
 
@@ -187,6 +204,53 @@ def _contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale, classes, idx)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
+def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` (open_clip CLIP, causal text tower, EOS pooling) on tokens trimmed to the
+    batch's longest caption: padding after the end token cannot change it under the causal mask,
+    so the result is the same, and the toy captions are half the context length."""
+    from open_clip.transformer import text_global_pool
+
+    length = int((tokens != 0).sum(1).max())
+    tokens = tokens[:, :length]
+    x = model.token_embedding(tokens) + model.positional_embedding[:length]
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    return x @ model.text_projection
+
+
+def mimetic_init(visual, alphas=(0.7, 0.7, 0.4, 0.4)) -> None:
+    """Mimetic initialisation of every self-attention layer of an open_clip ``VisionTransformer``
+    (Trockman & Kolter, *Mimetic Initialization of Self-Attention Layers*, ICML 2023, Sec. 3):
+    ``W_q^T W_k ~ a1 Z + b1 I`` and ``W_o W_v ~ a2 Z - b2 I`` with ``Z ~ N(0, 1/d)``, each product
+    split into its two factors by SVD. With position embeddings whose dot products fall with distance
+    (sin-cos), attention starts out local and the ViT learns shape from few images."""
+    a1, b1, a2, b2 = alphas
+
+    def factor(m: torch.Tensor):
+        u, s, vh = torch.linalg.svd(m)
+        r = s.sqrt()
+        return u * r, r[:, None] * vh  # left @ right == m
+
+    for block in visual.transformer.resblocks:
+        attn = block.attn
+        d = attn.embed_dim
+        w = attn.in_proj_weight.data
+        left, right = factor(a1 * torch.randn(d, d) / d ** 0.5 + b1 * torch.eye(d))
+        w[:d], w[d:2 * d] = left.t(), right  # q.k = x W_q^T W_k x'
+        left, right = factor(a2 * torch.randn(d, d) / d ** 0.5 - b2 * torch.eye(d))
+        w[2 * d:] = right
+        attn.out_proj.weight.data.copy_(left)
+        attn.in_proj_bias.data.zero_()
+        attn.out_proj.bias.data.zero_()
+
+
+def _distillation(img: torch.Tensor, teacher_img: torch.Tensor, vocabulary: torch.Tensor, temperature: float):
+    """KL(teacher || student) of the softmax over the vocabulary's text embeddings."""
+    student = (img @ vocabulary.t() / temperature).log_softmax(-1)
+    target = (teacher_img @ vocabulary.t() / temperature).log_softmax(-1)
+    return F.kl_div(student, target, log_target=True, reduction="batchmean")
+
+
 LAYER_SCALE_INIT = 0.1
 
 
@@ -199,39 +263,56 @@ def _short_schedule_init(model) -> None:
             p.data.fill_(LAYER_SCALE_INIT)
 
 
-def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
-    """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve."""
+def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True,
+               warmup: int = 40, teacher=None) -> list[dict]:
+    """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve.
+
+    With ``teacher`` (a trained toy CLIP whose text tower ``encoder`` already carries) the text tower
+    stays locked and the image tower also learns the teacher's softmax over the vocabulary."""
     images, captions, classes = pool
     model = encoder.model
     _short_schedule_init(model)
-    for p in model.parameters():
-        p.requires_grad_(True)
+    for name, p in model.named_parameters():
+        p.requires_grad_(teacher is None or name.startswith("visual."))
     model.train()
-    opt = _optimizer(model, lr, cfg)
+    opt = _optimizer(model, lr, cfg, trainable_only=teacher is not None)
     gen = torch.Generator().manual_seed(cfg.seed)
+    vocabulary = None
+    if teacher is not None:
+        with torch.no_grad():
+            vocabulary = teacher.embed_text(list(toy_world.vocabulary().names), "photo")
     curve = []
     bar = tqdm(_batches(len(images), cfg.batch_size, steps, gen, _colour_groups(classes)), total=steps,
                desc=f"pretrain {encoder.info.name}",
                disable=not progress, mininterval=1.0)
     for step, idx in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = lr * _schedule(step, steps, cfg.warmup)
-        x = encoder.preprocess(_augment(images[idx], gen))
+            group["lr"] = lr * _schedule(step, steps, warmup)
+        pixels = _augment(images[idx], gen)
         tokens = encoder.tokenizer([captions[i] for i in idx.tolist()])
-        img = F.normalize(encoder.image_features(x), dim=-1)
-        txt = F.normalize(model.encode_text(tokens), dim=-1)
-        loss = _contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), classes, idx)
+        img = F.normalize(encoder.image_features(encoder.preprocess(pixels)), dim=-1)
+        with torch.set_grad_enabled(teacher is None):
+            txt = F.normalize(encode_text(model, tokens), dim=-1)
+        loss = contrastive = _contrastive_loss(img, txt, model.logit_scale.exp().clamp(max=100), classes, idx)
+        record = {"step": step}
+        if teacher is not None:
+            with torch.no_grad():
+                target = F.normalize(teacher.image_features(teacher.preprocess(pixels)), dim=-1)
+            distil = _distillation(img, target, vocabulary, cfg.distil_temperature)
+            loss = contrastive + cfg.distil_weight * distil
+            record.update(contrastive=float(contrastive.detach()), distil=float(distil.detach()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        curve.append({"step": step, "loss": float(loss.detach())})
+        curve.append({**record, "loss": float(loss.detach())})
         bar.set_postfix(loss=f"{loss.item():.3f}")
     encoder.freeze()
     return curve
 
 
-def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True) -> list[dict]:
-    """ITM (with hard negatives) + ITC pretraining of the toy ``BlipITMEncoder`` in place."""
+def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True,
+               warmup: int = 30) -> list[dict]:
+    """ITM (true caption vs. a hard negative) + ITC pretraining of the toy ``BlipITMEncoder`` in place."""
     images, captions, classes = pool
     model = encoder.model
     for p in model.parameters():
@@ -246,26 +327,24 @@ def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
                disable=not progress, mininterval=1.0)
     for step, idx in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = lr * _schedule(step, steps, cfg.warmup)
+            group["lr"] = lr * _schedule(step, steps, warmup)
         ids = idx.tolist()
         x = encoder.preprocess(_augment(images[idx], gen))
         pos = [captions[i] for i in ids]
         hard = [hard_negative(captions[i], classes[i], rng) for i in ids]
-        shift = [(k + 1 + int(rng.integers(len(ids) - 1))) % len(ids) for k in range(len(ids))]
-        rand = [captions[ids[j]] if classes[ids[j]] != classes[i] else hard[k] for k, (i, j) in enumerate(zip(ids, shift))]
         image_embeds = model.vision_model(pixel_values=x).last_hidden_state
         # ITC: contrast the CLS embeddings of images and true captions
         text_cls = model.text_encoder(**encoder.tokenize(pos)).last_hidden_state[:, 0]
         img = F.normalize(model.vision_proj(image_embeds[:, 0]), dim=-1)
         txt = F.normalize(model.text_proj(text_cls), dim=-1)
         itc = _contrastive_loss(img, txt, 1 / 0.07, classes, idx)
-        # ITM: true caption, hard negative, random negative
-        texts = pos + hard + rand
-        embeds = image_embeds.repeat(3, 1, 1)
+        # ITM: true caption and hard negative
+        texts = pos + hard
+        embeds = image_embeds.repeat(2, 1, 1)
         atts = torch.ones(embeds.shape[:-1], dtype=torch.long)
         out = model.text_encoder(**encoder.tokenize(texts), encoder_hidden_states=embeds, encoder_attention_mask=atts)
         itm_logits = model.itm_head(out.last_hidden_state[:, 0])
-        labels = torch.cat([torch.ones(len(ids)), torch.zeros(2 * len(ids))]).long()
+        labels = torch.cat([torch.ones(len(ids)), torch.zeros(len(ids))]).long()
         itm = F.cross_entropy(itm_logits, labels)
         loss = itm + itc
         opt.zero_grad(set_to_none=True)
@@ -353,24 +432,28 @@ def pretrain_all(cfg: PretrainConfig = PretrainConfig(), weights_dir: Path = toy
     pool = make_pool(cfg.pool_size, cfg.seed, progress=progress)
     timings = {"data_s": round(time.perf_counter() - t0, 1)}
     models, curves, trained = {}, {}, {}
-    # ConvNeXt first: it learns shape fastest; the ViT CLIP then starts from its text tower.
-    plan = (("toy-clip-convnext", cfg.steps_clip_convnext, cfg.lr_clip_convnext),
-            ("toy-clip-vit", cfg.steps_clip_vit, cfg.lr_clip_vit),
-            ("toy-blip", cfg.steps_blip, cfg.lr_blip))
-    for name, steps, lr in plan:
+    # ConvNeXt first: it learns shape fastest; the ViT CLIP then starts from its text tower and
+    # distils its image tower from it.
+    plan = (("toy-clip-convnext", cfg.steps_clip_convnext, cfg.lr_clip_convnext, cfg.warmup_clip_convnext),
+            ("toy-clip-vit", cfg.steps_clip_vit, cfg.lr_clip_vit, cfg.warmup_clip_vit),
+            ("toy-blip", cfg.steps_blip, cfg.lr_blip, cfg.warmup_blip))
+    for name, steps, lr, warmup in plan:
         torch.manual_seed(cfg.seed)
         encoder = build(name, pretrained=False)
         start = time.perf_counter()
         if name == "toy-blip":
             encoder.tokenizer = tokenizer.hf
-            curves[name] = train_blip(encoder, pool, steps, lr, cfg, progress)
+            curves[name] = train_blip(encoder, pool, steps, lr, cfg, progress, warmup=warmup)
+        elif name == "toy-clip-vit":
+            encoder.tokenizer = tokenizer
+            teacher = trained["toy-clip-convnext"]
+            text_tower = {k: v for k, v in teacher.model.state_dict().items() if not k.startswith("visual.")}
+            encoder.model.load_state_dict(text_tower, strict=False)
+            mimetic_init(encoder.model.visual, cfg.mimetic)
+            curves[name] = train_clip(encoder, pool, steps, lr, cfg, progress, warmup=warmup, teacher=teacher)
         else:
             encoder.tokenizer = tokenizer
-            if name == "toy-clip-vit":
-                text_tower = {k: v for k, v in trained["toy-clip-convnext"].model.state_dict().items()
-                              if not k.startswith("visual.")}
-                encoder.model.load_state_dict(text_tower, strict=False)
-            curves[name] = train_clip(encoder, pool, steps, lr, cfg, progress)
+            curves[name] = train_clip(encoder, pool, steps, lr, cfg, progress, warmup=warmup)
         timings[f"{name}_s"] = round(time.perf_counter() - start, 1)
         models[name] = _save(name, encoder, weights_dir)
         trained[name] = encoder

@@ -1,0 +1,62 @@
+"""Pieces of the toy pretraining, checked against closed forms and against open_clip itself."""
+
+import torch
+
+from ovnb import encoders
+from ovnb.data import toy_world
+from ovnb.encoders import toy_pretrain
+
+
+def test_trimmed_text_encoding_equals_open_clip_encode_text():
+    enc = encoders.build("toy-clip-convnext", pretrained=True)
+    tokens = enc.tokenizer(["a red star on sand", "a photo of a blue heart.", "grass"])
+    assert int((tokens != 0).sum(1).max()) < tokens.shape[1]  # the trim really shortens the batch
+    with torch.no_grad():
+        ours = toy_pretrain.encode_text(enc.model, tokens)
+        reference = enc.model.encode_text(tokens)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_mimetic_init_sets_the_attention_products_in_closed_form():
+    """With alpha = 0 the products are exact multiples of the identity: W_q^T W_k = b1 I and
+    W_o W_v = -b2 I in every block."""
+    enc = encoders.build("toy-clip-vit", pretrained=False)
+    visual = enc.model.visual
+    toy_pretrain.mimetic_init(visual, (0.0, 0.7, 0.0, 0.4))
+    for block in visual.transformer.resblocks:
+        d = block.attn.embed_dim
+        w = block.attn.in_proj_weight.detach()
+        eye = torch.eye(d)
+        torch.testing.assert_close(w[:d].t() @ w[d:2 * d], 0.7 * eye, atol=1e-4, rtol=0)
+        torch.testing.assert_close(block.attn.out_proj.weight.detach() @ w[2 * d:], -0.4 * eye, atol=1e-4, rtol=0)
+        assert not block.attn.in_proj_bias.any() and not block.attn.out_proj.bias.any()
+
+
+def test_mimetic_init_makes_attention_local():
+    """Sin-cos positions + mimetic weights: at initialisation a patch token attends more to its
+    4-neighbours than to far patches (the point of the initialisation), on a blank image."""
+    torch.manual_seed(0)
+    enc = encoders.build("toy-clip-vit", pretrained=False)
+    visual = enc.model.visual
+    toy_pretrain.mimetic_init(visual)
+    block = visual.transformer.resblocks[0]
+    with torch.no_grad():
+        x = visual.conv1(torch.zeros(1, 3, 64, 64)).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.view(1, 1, -1), x], 1) + visual.positional_embedding
+        x = block.ln_1(visual.ln_pre(x))
+        _, attn = block.attn(x, x, x, need_weights=True, average_attn_weights=True)
+    grid = attn[0, 1:, 1:].reshape(8, 8, 8, 8)  # [qy, qx, ky, kx]
+    near, far = [], []
+    for qy in range(1, 7):
+        for qx in range(1, 7):
+            near.append(grid[qy, qx, qy, qx + 1])
+            far.append(grid[qy, qx, (qy + 4) % 8, (qx + 4) % 8])
+    assert torch.stack(near).mean() > 2 * torch.stack(far).mean()
+
+
+def test_distillation_is_zero_for_identical_embeddings_and_positive_otherwise():
+    voc = torch.nn.functional.normalize(torch.randn(len(toy_world.vocabulary().names), 16), dim=-1)
+    a = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    assert toy_pretrain._distillation(a, a, voc, 0.02).abs() < 1e-6
+    assert toy_pretrain._distillation(a, b, voc, 0.02) > 0.01
