@@ -152,8 +152,9 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _optimizer(model, lr: float, cfg: PretrainConfig, trainable_only: bool = False):
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad or not trainable_only]
+def _optimizer(model, lr: float, cfg: PretrainConfig):
+    """AdamW over the parameters that require grad (a locked tower is left out)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -275,7 +276,7 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
     for name, p in model.named_parameters():
         p.requires_grad_(teacher is None or name.startswith("visual."))
     model.train()
-    opt = _optimizer(model, lr, cfg, trainable_only=teacher is not None)
+    opt = _optimizer(model, lr, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     vocabulary = None
     if teacher is not None:
