@@ -154,12 +154,16 @@ pd.DataFrame([{"name": n, "family": encoders.info(n).family, "checkpoint": encod
 # * **Data**: a fixed pool of captioned images (its size is in the configuration below), mostly single
 #   objects; half of the single-object captions are written with the papers' prompt templates
 #   ("a cropped photo of a red star").
-# * **CLIPs**: the symmetric contrastive loss. Two fixes were needed to make small models learn *shape*
-#   and not only colour in a few hundred steps: (1) half of every batch is single objects of one colour,
-#   so that only shape tells them apart - without it both towers settle on colour (the text embeddings
-#   of "red star" and "red heart" end up nearly identical); (2) ConvNeXt's layer scale starts at 0.1, not
-#   timm's 1e-6, which is made for 300-epoch schedules and leaves the residual blocks switched off in a
-#   short one.
+# * **CLIPs**: the symmetric contrastive loss, with every caption that *describes* an image counted as
+#   its positive (it names every thing in the image and nothing the image lacks): a toy batch holds
+#   many images of one class, and "a photo of a red star" describes each red star in it, so treating
+#   it as a negative of all but one would fight the learning of shape. Web-scale CLIP rarely meets
+#   such duplicates and counts only an image's own caption. Two more fixes were needed to make small
+#   models learn *shape* and not only colour in a few hundred steps: (1) half of every batch is
+#   single objects of one colour, so that only shape tells them apart - without it both towers settle
+#   on colour (the text embeddings of "red star" and "red heart" end up nearly identical); (2)
+#   ConvNeXt's layer scale starts at 0.1, not timm's 1e-6, which is made for 300-epoch schedules and
+#   leaves the residual blocks switched off in a short one.
 # * **ViT CLIP**: trained after the ConvNeXt CLIP, from its text tower, which stays locked (as in
 #   LiT). Trained from scratch with the contrastive loss alone, the toy ViT learned colour but
 #   stayed on the log(8) plateau of *shape* for the whole budget (its loss could tell 6 colours, not
@@ -171,8 +175,10 @@ pd.DataFrame([{"name": n, "family": encoders.info(n).family, "checkpoint": encod
 #   patch tokens the chapters read (`ln_post`, then `proj`) are the same in kind.
 # * **BLIP**: image-text matching (ITM) on the true caption and a hard negative (one thing's colour
 #   changed), plus the image-text contrastive loss (BLIP itself mines its negatives by contrastive
-#   similarity; the colour swap is what the quality bar measures). The vision tower is initialised
-#   with std 0.02 (transformers' BLIP default of 1e-10 assumes pretrained weights).
+#   similarity; the colour swap is what the quality bar measures). Its batches are random, with
+#   images whose caption names two or more things drawn more often (`blip_binding_weight`): binding
+#   each colour to its shape is where ITM is hard. The vision tower is initialised with std 0.02
+#   (transformers' BLIP default of 1e-10 assumes pretrained weights).
 #
 # The committed checkpoints carry a manifest with their checksums, the pretraining configuration, and
 # the time pretraining took on the machine that produced them:

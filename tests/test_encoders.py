@@ -164,26 +164,25 @@ def test_tampered_or_missing_checkpoint_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_toy_convnext_clip_meets_the_zero_shot_bar():
-    """>= 0.80 zero-shot top-1 over the full vocabulary on held-out crops (the toy CLIP quality bar)."""
+@pytest.mark.parametrize("name", ["toy-clip-convnext", "toy-clip-vit"])
+def test_toy_clips_meet_the_zero_shot_bar(name):
+    """>= 0.80 zero-shot top-1 over the full vocabulary (62-way, chance 0.016) on held-out crops (the
+    toy CLIP quality bar), and shape is learned, not only colour and stuff: colour alone would give
+    1/8 on things."""
     from ovnb.encoders import toy_pretrain
 
-    acc = toy_pretrain.zero_shot_accuracy(encoders.build("toy-clip-convnext", pretrained=True), n=600, seed=1)
-    assert acc["top1"] >= 0.80, acc
+    acc = toy_pretrain.zero_shot_accuracy(encoders.build(name, pretrained=True), n=600, seed=1)
+    assert acc["top1"] >= 0.80 and acc["top1_things"] >= 0.75, acc
 
 
 @pytest.mark.slow
-def test_toy_vit_clip_and_blip_learned_the_world():
-    """Far above chance on held-out data (62-way chance is 0.016; ITM chance is 0.5): the ViT CLIP
-    tells shapes apart, not only colours and stuff (a plain ViT trained from scratch in the budget
-    stayed near 0.24 on things), and BLIP binds colours. Their quality bars (0.80 / 0.90) are not met
-    yet - the 00_toy_world notebook records the measured values against the bars."""
+def test_toy_blip_meets_the_itm_bar():
+    """>= 0.90 image-text matching accuracy on held-out pairs with hard negatives (same shape, other
+    colour; chance 0.5), the toy BLIP quality bar."""
     from ovnb.encoders import toy_pretrain
 
-    vit = toy_pretrain.zero_shot_accuracy(encoders.build("toy-clip-vit", pretrained=True), n=300, seed=1)
-    assert vit["top1_stuff"] >= 0.9 and vit["top1_things"] >= 0.45 and vit["top1"] >= 0.55, vit
-    blip = toy_pretrain.itm_accuracy(encoders.build("toy-blip", pretrained=True), n=300, seed=1)
-    assert blip["accuracy"] >= 0.8 and blip["ranking"] >= 0.85, blip
+    blip = toy_pretrain.itm_accuracy(encoders.build("toy-blip", pretrained=True), n=600, seed=1)
+    assert blip["accuracy"] >= 0.90 and blip["ranking"] >= 0.90, blip
 
 
 @pytest.mark.slow

@@ -60,3 +60,20 @@ def test_distillation_is_zero_for_identical_embeddings_and_positive_otherwise():
     b = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
     assert toy_pretrain._distillation(a, a, voc, 0.02).abs() < 1e-6
     assert toy_pretrain._distillation(a, b, voc, 0.02) > 0.01
+
+
+def test_positives_are_the_captions_that_describe_the_image():
+    """Hand-made batch: a template caption naming only the thing describes every image of that
+    thing; a caption naming thing + background describes only images with that background."""
+    voc = toy_world.vocabulary()
+    star, heart = voc.index("red star"), voc.index("red heart")
+    grass, sand = voc.index("grass"), voc.index("sand")
+    named = [(star, grass), (star,), (star, sand), (heart, grass), (grass,)]  # what each caption names
+    present = [(star, grass), (star, sand), (star, sand), (heart, grass), (grass,)]  # what each image holds
+    expected = torch.tensor([[1, 1, 0, 0, 0],   # red star on grass: its caption, "a photo of a red star";
+                             [0, 1, 1, 0, 0],   # not "grass", which leaves out the star
+                             [0, 1, 1, 0, 0],   # red star on sand: the template caption and "red star on sand"
+                             [0, 0, 0, 1, 0],
+                             [0, 0, 0, 0, 1]], dtype=torch.float32)  # grass alone: only "grass"
+    got = toy_pretrain._positives(named, present, torch.arange(5))
+    torch.testing.assert_close(got, expected)

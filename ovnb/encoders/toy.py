@@ -33,7 +33,7 @@ IMAGE_SIZE = 64
 CONTEXT_LENGTH = 24
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4; [SEP] = 3 ends every sentence
 TOY_NAMES = ("toy-clip-vit", "toy-clip-convnext", "toy-blip")
-REGENERATE = "regenerate them with `ovnb toy pretrain` (about 15 minutes on 2 CPU cores)"
+REGENERATE = "regenerate them with `ovnb toy pretrain` (about 16 minutes on 2 CPU cores)"
 
 
 def weights_dir() -> Path:
