@@ -97,8 +97,9 @@ POOL_MIX = (("single", 0.60), ("scene", 0.25), ("stuff", 0.15))
 
 
 def make_pool(size: int, seed: int, split: str = "pretrain", progress: bool = True):
-    """``size`` captioned toy images: uint8 images [N, 3, 64, 64], captions, and the classes each
-    caption names (two samples whose captions name the same classes are positives of each other).
+    """``size`` captioned toy images: uint8 images [N, 3, 64, 64], captions, the classes each
+    caption names and the classes each image holds (a caption may leave out the background; see
+    ``_positives``).
 
     Mostly single objects (``POOL_MIX``): a batch then holds objects that share a colour but not a
     shape, so the contrastive loss cannot be solved by colour alone; scenes teach the compositional
@@ -180,8 +181,6 @@ def _colour_groups(classes) -> list[torch.Tensor]:
         if len(things) == 1 and len(named) <= 2:
             groups[voc.colour_shape(things[0])[0]].append(i)
     return [torch.tensor(g) for g in groups if g]
-
-
 
 
 def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator, hard_groups=None, weights=None):
@@ -305,7 +304,9 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
     """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve.
 
     With ``teacher`` (a trained toy CLIP whose text tower ``encoder`` already carries) the text tower
-    stays locked and the image tower also learns the teacher's softmax over the vocabulary."""
+    stays locked and the image tower also learns the teacher's softmax over the vocabulary. With
+    ``callback`` and ``every``, ``callback(step, encoder)`` runs every ``every`` steps (e.g. to
+    evaluate during training; it must restore train mode if it changes it)."""
     images, captions, classes, present = pool
     model = encoder.model
     _short_schedule_init(model)
@@ -353,7 +354,8 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
 
 def train_blip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True,
                warmup: int = 30, callback=None, every: int = 0) -> list[dict]:
-    """ITM (true caption vs. a hard negative) + ITC pretraining of the toy ``BlipITMEncoder`` in place."""
+    """ITM (true caption vs. a hard negative) + ITC pretraining of the toy ``BlipITMEncoder`` in place;
+    ``callback``/``every`` as in ``train_clip``."""
     images, captions, classes, present = pool
     model = encoder.model
     for p in model.parameters():
