@@ -43,27 +43,23 @@ TEXT = None
 
 # %%
 import inspect
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from ovnb import env, profiles, results
+from ovnb import env
 from ovnb.data import ToyWorld, fewshot
 from ovnb.methods import fusioner
-from ovnb.reproduce.fusioner import Experiment, Runner
+from ovnb.reproduce.fusioner import Experiment, start_notebook
 from ovnb.viz import episode_grid
 
-t_start = time.perf_counter()
-profile = profiles.load(PROFILE)
 env.report(PROFILE, SEED)
-toy = profile.data == "toy"
+runner, record = start_notebook("01_fusioner_method", PROFILE, SEED, DATA_ROOT, CACHE_DIR, progress=True)
+toy = runner.toy
 VISUAL = VISUAL or ("toy-clip-vit" if toy else "clip-vit-l-14")
 TEXT = TEXT or VISUAL
-runner = Runner(profile, SEED, DATA_ROOT, CACHE_DIR, device=env.device(), progress=True)
-record = results.RunRecord("01_fusioner_method", PROFILE, SEED)
 WEIGHTS = runner.weights_source()
 
 # %% [markdown]
@@ -350,6 +346,5 @@ segment_figure(scene["image"], default_names)
 #   stack of six Linear + GELU layers did not train at all on the toy folds: its mIoU stayed below 1.)
 
 # %%
-record.metric("notebook_wall_s", time.perf_counter() - t_start, note="whole notebook, this machine")
 record.save()
-print(f"saved {record.notebook} ({PROFILE}) in {time.perf_counter() - t_start:.0f} s")
+print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -46,21 +46,16 @@ COCO_PROTOCOL = "hsnet-uniform"  # or "official-first-1000" (the official code's
 RESOLUTION = "original"  # "original" | "official-224" | "sliding"
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ovnb import env, profiles, results
-from ovnb.reproduce.fusioner import Experiment, Runner, paper_vs_ours, record_folds
+from ovnb import env, results
+from ovnb.reproduce.fusioner import Experiment, paper_vs_ours, record_folds, start_notebook
 
-t_start = time.perf_counter()
-profile = profiles.load(PROFILE)
 env.report(PROFILE, SEED)
-toy = profile.data == "toy"
-runner = Runner(profile, SEED, DATA_ROOT, CACHE_DIR, device=env.device())
-record = results.RunRecord("01_fusioner_table2", PROFILE, SEED)
+runner, record = start_notebook("01_fusioner_table2", PROFILE, SEED, DATA_ROOT, CACHE_DIR)
+toy = runner.toy
 WEIGHTS = runner.weights_source()
 
 # %%
@@ -138,6 +133,5 @@ from ovnb.reproduce.fusioner import paper_schedule
 paper_schedule()
 
 # %%
-record.metric("notebook_wall_s", time.perf_counter() - t_start, note="whole notebook, this machine")
 record.save()
-print(f"saved {record.notebook} ({PROFILE}) in {time.perf_counter() - t_start:.0f} s")
+print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -43,22 +43,17 @@ CACHE_DIR = "build/cache"  # frozen-feature cache
 
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from ovnb import env, profiles, results
-from ovnb.reproduce.fusioner import Experiment, Runner, paper_vs_ours, record_folds
+from ovnb import env
+from ovnb.reproduce.fusioner import Experiment, paper_vs_ours, record_folds, start_notebook
 from ovnb.viz import episode_grid
 
-t_start = time.perf_counter()
-profile = profiles.load(PROFILE)
 env.report(PROFILE, SEED)
-toy = profile.data == "toy"
-runner = Runner(profile, SEED, DATA_ROOT, CACHE_DIR, device=env.device())
-record = results.RunRecord("01_fusioner_table5", PROFILE, SEED)
+runner, record = start_notebook("01_fusioner_table5", PROFILE, SEED, DATA_ROOT, CACHE_DIR)
+toy = runner.toy
 WEIGHTS = runner.weights_source()
 
 # %%
@@ -96,6 +91,5 @@ test = runner.test_set(e, "pascal-transfer")
 episode_grid([test[3 * k % len(test)] for k in range(5)], {"Fusioner": model}, image_label="shifted image");
 
 # %%
-record.metric("notebook_wall_s", time.perf_counter() - t_start, note="whole notebook, this machine")
 record.save()
-print(f"saved {record.notebook} ({PROFILE}) in {time.perf_counter() - t_start:.0f} s")
+print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -90,6 +90,11 @@ class RunRecord:
         self.metrics.append(entry)
         return entry
 
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds since the record was opened (a notebook opens it in its setup cell)."""
+        return time.time() - self.started
+
     def to_dict(self) -> dict:
         return {
             "schema": SCHEMA_VERSION,
@@ -97,7 +102,7 @@ class RunRecord:
             "profile": self.profile,
             "seed": self.seed,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "wall_time_s": round(time.time() - self.started, 3),
+            "wall_time_s": round(self.wall_time_s, 3),
             "environment": env.collect(self.profile, self.seed),
             "cells": self.cells,
             "metrics": self.metrics,

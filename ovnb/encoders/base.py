@@ -137,5 +137,9 @@ class FrozenEncoder(nn.Module):
                 self._text_cache[(temps, name)] = e
         return torch.stack([self._text_cache[(temps, n)] for n in class_names])
 
+    def clear_text_cache(self) -> None:
+        """Forget the cached class-name embeddings (while a tower is being trained, or to time encoding)."""
+        self._text_cache.clear()
+
     def extra_repr(self) -> str:
         return f"name={self.info.name!r}, checkpoint={self.info.checkpoint!r}"

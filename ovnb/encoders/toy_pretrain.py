@@ -345,9 +345,9 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
         curve.append({**record, "loss": float(loss.detach())})
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if callback is not None and every and (step + 1) % every == 0:
-            encoder._text_cache.clear()
+            encoder.clear_text_cache()  # the text tower has moved since the last call
             callback(step + 1, encoder)
-            encoder._text_cache.clear()
+            encoder.clear_text_cache()
     encoder.freeze()
     return curve
 

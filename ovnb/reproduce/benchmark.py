@@ -73,7 +73,7 @@ def measure(name: str, steps: int = 3, batch: int = 4, device=None, epochs: int 
         if cached:
             visual = cache(images)
         else:
-            model.text_encoder._text_cache.clear()
+            model.text_encoder.clear_text_cache()
             visual = model.visual_tokens(images)
         text = model.text_embeddings(names)[:, None, :].to(device)
         logits = model.head(visual.tokens.to(device), visual.grid, text, (size, size))

@@ -222,6 +222,16 @@ class Runner:
         return "toy" if self.profile.weights == "toy" else "retrained"
 
 
+def start_notebook(notebook: str, profile: str, seed: int = 0, data_root: str | Path = "data",
+                   cache_dir: str | Path | None = None, progress: bool = False) -> tuple[Runner, results.RunRecord]:
+    """The setup cell of a Fusioner notebook: load ``profile`` and return a ``Runner`` on the
+    available device and the notebook's ``RunRecord`` (which times the notebook)."""
+    from .. import env, profiles
+
+    runner = Runner(profiles.load(profile), seed, data_root, cache_dir, device=env.device(), progress=progress)
+    return runner, results.RunRecord(notebook, profile, seed)
+
+
 # ----------------------------------------------------------------------------------------------
 # Recording and showing
 
