@@ -77,3 +77,39 @@ def test_positives_are_the_captions_that_describe_the_image():
                              [0, 0, 0, 0, 1]], dtype=torch.float32)  # grass alone: only "grass"
     got = toy_pretrain._positives(named, present, torch.arange(5))
     torch.testing.assert_close(got, expected)
+
+
+def test_locked_caption_embeddings_equal_per_batch_encoding():
+    """The ConvNeXt and ViT CLIPs read their locked text tower's embeddings from one table: each
+    distinct caption embedded once, in length-sorted batches; it must equal encoding each batch."""
+    enc = encoders.build("toy-clip-convnext", pretrained=True)
+    captions = ["a red star on sand", "grass", "a photo of a blue heart.", "grass",
+                "a yellow star, a green heart and a red heart on tiled floor", "a red star on sand"]
+    table = toy_pretrain._embed_captions(enc, captions, batch=2)
+    with torch.no_grad():
+        reference = torch.nn.functional.normalize(enc.model.encode_text(enc.tokenizer(captions)), dim=-1)
+    torch.testing.assert_close(table, reference, atol=1e-5, rtol=1e-5)
+
+
+def _text_pretraining_changes(name, tokenizer):
+    torch.manual_seed(0)
+    enc = encoders.build(name, pretrained=False)
+    enc.tokenizer = tokenizer
+    pool = toy_pretrain.make_pool(24, seed=3, progress=False)
+    before = {k: v.clone() for k, v in enc.model.state_dict().items()}
+    cfg = toy_pretrain.PretrainConfig(batch_size=8)
+    curve = toy_pretrain.train_text(enc, pool, steps=2, lr=1e-3, cfg=cfg, progress=False, warmup=1)
+    assert len(curve) == 2
+    return {k for k, v in enc.model.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def test_text_pretraining_trains_the_clip_text_tower_only():
+    changed = _text_pretraining_changes("toy-clip-convnext", encoders.toy.tokenizer())
+    assert any(k.startswith("transformer.") for k in changed) and "token_embedding.weight" in changed
+    assert not any(k.startswith("visual.") for k in changed) and "logit_scale" not in changed
+
+
+def test_text_pretraining_trains_the_blip_text_encoder_only():
+    changed = _text_pretraining_changes("toy-blip", encoders.toy.tokenizer().hf)
+    assert any(k.startswith("text_encoder.") for k in changed) and any(k.startswith("text_proj.") for k in changed)
+    assert not any(k.startswith(("vision_model.", "vision_proj.", "itm_head.")) for k in changed)
