@@ -33,11 +33,12 @@ saw everything, then stay frozen - as CLIP and BLIP did.
   [CLS] embedding of its contrastive loss; it stands in for BLIP's BERT initialisation), then
   everything trains on image-text matching (binary cross-entropy over the ITM head) on the true
   caption and a hard negative (one thing's colour changed: "red star" -> "blue star"), plus BLIP's
-  image-text contrastive loss. (BLIP mines its hard negatives by contrastive similarity; the toy's colour swap
-  is the negative the quality bar measures.) Its batches are drawn at random, images whose caption
-  names two or more things ``blip_binding_weight`` times more often: there the model must bind each
-  colour to its shape, and the colour-grouped batches of the CLIPs (mostly single objects) left it
-  weakest exactly there.
+  image-text contrastive loss. (BLIP mines its hard negatives by contrastive similarity; the toy's
+  colour swap is the negative the quality bar measures.) Its batches are drawn at random, images
+  whose caption names two or more things ``blip_binding_weight`` times more often: there the model
+  must bind each colour to its shape, and the colour-grouped batches of the CLIPs (mostly single
+  objects) left it weakest exactly there. Its vision tower has 4 layers (6 learned more slowly: ITM
+  accuracy 0.89 vs 0.93 after 100 of 150 steps, held-out n = 300).
 
 Deterministic on a given machine and thread count: fixed seeds, fixed data, no data-loader workers.
 ``ovnb toy pretrain`` runs everything and rewrites ``toy_weights/`` with a new manifest.
@@ -88,8 +89,9 @@ class PretrainConfig:
     eval_images: int = 600
 
 
-SMOKE = PretrainConfig(pool_size=256, steps_text=2, steps_clip_convnext=3, steps_clip_vit=3, steps_blip=3, batch_size=16,
-                       warmup_text=1, warmup_clip_convnext=1, warmup_clip_vit=1, warmup_blip=1, eval_images=32)
+SMOKE = PretrainConfig(pool_size=256, steps_text=2, steps_clip_convnext=3, steps_clip_vit=3, steps_blip=3,
+                       batch_size=16, warmup_text=1, warmup_clip_convnext=1, warmup_clip_vit=1, warmup_blip=1,
+                       eval_images=32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,16 +390,17 @@ def _embed_captions(encoder, captions, batch: int = 512) -> torch.Tensor:
 
 
 def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True,
-               warmup: int = 40, teacher=None, callback=None, every: int = 0, lock_text: bool = False) -> list[dict]:
+               warmup: int = 40, teacher=None, callback=None, every: int = 0,
+               lock_text: bool = False) -> list[dict]:
     """Contrastive pretraining of an ``OpenCLIPEncoder`` (toy) in place; returns the loss curve.
 
     With ``lock_text`` the text tower (pretrained by ``train_text``) stays locked: each distinct
     caption is embedded once and only the image tower and the logit scale learn. With ``teacher`` (a
     trained toy CLIP whose text tower ``encoder`` already carries) the text tower is locked too and
     the image tower also learns the teacher's softmax over the vocabulary (on the unflipped image,
-    embedded once per pool image). With
-    ``callback`` and ``every``, ``callback(step, encoder)`` runs every ``every`` steps (e.g. to
-    evaluate during training; it must restore train mode if it changes it)."""
+    embedded once per pool image). With ``callback`` and ``every``, ``callback(step, encoder)`` runs
+    every ``every`` steps (e.g. to evaluate during training; it must restore train mode if it
+    changes it)."""
     images, captions, classes, present = pool
     model = encoder.model
     _short_schedule_init(model)
