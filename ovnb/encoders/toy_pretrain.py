@@ -315,8 +315,8 @@ def _short_schedule_init(model) -> None:
 
 
 def _text_tower(encoder):
-    """(names of the text tower's parameters, a function captions -> normalised embeddings in the
-    joint space) of a toy CLIP (causal text tower, EOS pooling) or the toy BLIP (BERT-like text encoder,
+    """(a test of whether a parameter name belongs to the text tower, a function captions ->
+    normalised embeddings in the joint space) of a toy CLIP (causal text tower, EOS pooling) or the toy BLIP (BERT-like text encoder,
     [CLS] through ``text_proj``, the embedding of its contrastive loss)."""
     model = encoder.model
     if hasattr(model, "text_encoder"):  # BLIP
@@ -383,10 +383,10 @@ def _embed_captions(encoder, captions, batch: int = 512) -> torch.Tensor:
     order = torch.argsort((tokens != 0).sum(1), stable=True)
     out = torch.empty(len(distinct), encoder.model.text_projection.shape[1])
     for i in range(0, len(distinct), batch):
-        rows = order[i:i + batch]
-        out[rows] = F.normalize(encode_text(encoder.model, tokens[rows]), dim=-1)
-    rows = {c: i for i, c in enumerate(distinct)}
-    return out[torch.tensor([rows[c] for c in captions])]
+        chunk = order[i:i + batch]
+        out[chunk] = F.normalize(encode_text(encoder.model, tokens[chunk]), dim=-1)
+    row = {c: i for i, c in enumerate(distinct)}
+    return out[torch.tensor([row[c] for c in captions])]
 
 
 def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progress: bool = True,
@@ -449,7 +449,7 @@ def train_clip(encoder, pool, steps: int, lr: float, cfg: PretrainConfig, progre
         curve.append({**record, "loss": float(loss.detach())})
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if callback is not None and every and (step + 1) % every == 0:
-            encoder.clear_text_cache()  # the text tower has moved since the last call
+            encoder.clear_text_cache()  # the text tower may have moved since the last call
             callback(step + 1, encoder)
             encoder.clear_text_cache()
     encoder.freeze()
