@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
-SEED = 0
+SEEDS = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
 CACHE_DIR = "build/cache"  # frozen-feature cache
 
@@ -53,8 +53,8 @@ import torch
 from ovnb import env, results
 from ovnb.reproduce.fusioner import Experiment, paper_vs_ours, record_folds, start_notebook
 
-env.report(PROFILE, SEED)
-runner, record = start_notebook("01_fusioner_table2", PROFILE, SEED, DATA_ROOT, CACHE_DIR)
+runner, record = start_notebook("01_fusioner_table2", PROFILE, SEEDS, DATA_ROOT, CACHE_DIR)
+env.report(PROFILE, runner.seeds)
 toy = runner.toy
 WEIGHTS = runner.weights_source()
 
@@ -64,16 +64,17 @@ visual = text = "toy-clip-vit" if toy else "clip-vit-l-14"
 datasets = ["pascal"] if toy else ["pascal", "coco"]
 rows = []
 for dataset in datasets:
-    outs = [runner.run(Experiment(visual, text, fold=f, dataset=dataset)) for f in range(4)]
+    outs = runner.run_all([e for f in range(4) for e in Experiment(visual, text, fold=f, dataset=dataset).with_seeds(runner.seeds)])
     label = "PASCAL" if dataset == "pascal" else "COCO"
     sup = "5" if dataset == "pascal" else "20"
     cols = [f"{label} {sup}^{f}" for f in range(4)] + [f"{label} mIoU"]
     record_folds(record, outs, "Table 2", "Fusioner ViT-L/14", cols, WEIGHTS, visual=visual, text=text,
                  dataset="toy folds" if toy else dataset, coco_protocol=COCO_PROTOCOL, resolution=RESOLUTION)
     for o in outs:
-        rows.append({"dataset": label, "fold": o.experiment.fold, "mIoU": 100 * o.miou, "FB-IoU": 100 * o.fb_iou})
+        rows.append({"dataset": label, "fold": o.experiment.fold, "seed": o.experiment.seed,
+                     "mIoU": 100 * o.miou, "FB-IoU": 100 * o.fb_iou})
 ours = pd.DataFrame(rows)
-ours.round(1)
+ours.pivot_table(index=["dataset", "fold"], columns="seed", values="mIoU").round(1)
 
 # %% [markdown]
 # ## Paper and ours
@@ -86,15 +87,18 @@ full = full[full["table"] == "Table 2"]
 full.pivot(index="row", columns="column", values="paper_value").round(1)
 
 # %%
-paper_vs_ours(record, "Table 2", PROFILE).unstack("column").reindex(columns=["paper", "ours", "delta"], level=0)
+paper_vs_ours(record, "Table 2", PROFILE).unstack("column").reindex(columns=["paper", "ours ± sd (n)", "delta"], level=0)
 
 # %%
+import seaborn as sns
+
 fig, ax = plt.subplots(figsize=(6, 3))
-ours.pivot(index="fold", columns="dataset", values="mIoU").plot.bar(ax=ax, rot=0)
+sns.barplot(data=ours, x="fold", y="mIoU", hue="dataset", errorbar="sd", ax=ax)
+sns.stripplot(data=ours, x="fold", y="mIoU", hue="dataset", dodge=True, color="k", size=3, legend=False, ax=ax)
 paper = full[(full["row"] == "Fusioner ViT-L/14") & full["column"].str.startswith("PASCAL 5")]
 ax.plot(range(4), paper["paper_value"].values, "k_", markersize=20, label="paper (PASCAL-5i)")
 ax.set_ylabel("mIoU on unseen classes (%)")
-ax.set_title(f"Fusioner per fold ({PROFILE}, {WEIGHTS} weights)")
+ax.set_title(f"Fusioner per fold ({PROFILE}, {WEIGHTS} weights; mean ± sd over seeds, dots: seeds)", fontsize=8)
 ax.legend(fontsize=8)
 plt.show()
 
@@ -106,14 +110,15 @@ plt.show()
 
 # %%
 per_class = []
-for f in range(4):
-    o = runner.run(Experiment(visual, text, fold=f, dataset=datasets[0]))
+for o in runner.run_all([e for f in range(4) for e in Experiment(visual, text, fold=f, dataset=datasets[0]).with_seeds(runner.seeds)]):
     names = runner.test_set(o.experiment).class_names
-    per_class += [{"fold": f, "class": names[c], "IoU": 100 * v} for c, v in o.per_class.items()]
-pc = pd.DataFrame(per_class).sort_values("IoU")
-fig, ax = plt.subplots(figsize=(6, 0.18 * len(pc) + 1))
-ax.barh(pc["class"], pc["IoU"], color=[plt.cm.tab10(f) for f in pc["fold"]])
-ax.set_xlabel("IoU (%)")
+    per_class += [{"fold": o.experiment.fold, "seed": o.experiment.seed, "class": names[c], "IoU": 100 * v}
+                  for c, v in o.per_class.items()]
+pc = pd.DataFrame(per_class)
+order = pc.groupby("class")["IoU"].mean().sort_values().index
+fig, ax = plt.subplots(figsize=(6, 0.18 * len(order) + 1))
+sns.barplot(data=pc, y="class", x="IoU", order=order, hue="fold", dodge=False, errorbar="sd", palette="tab10", ax=ax)
+ax.set_xlabel("IoU (%), mean ± sd over seeds")
 plt.tight_layout()
 plt.show()
 

@@ -36,14 +36,18 @@ def _fmt(value) -> str:
     return text
 
 
-def _cell_html(paper_value, ours, delta, status) -> str:
+def _cell_html(paper_value, ours, delta, status, sd=float("nan"), n=1) -> str:
+    """A paper value and, once reproduced, ours (``mean ± sd (n)`` over seeds when there are
+    several) with the delta of the mean."""
     paper_text = _fmt(paper_value) or "–"
     if status == "not yet":
         return f'<td class="ovnb-st-none">{paper_text}</td>'
     sign = "+" if delta is not None and not math.isnan(delta) and delta >= 0 else ""
     delta_text = f" ({sign}{_fmt(delta)})" if delta is not None and not math.isnan(delta) else ""
+    several = n is not None and not (isinstance(n, float) and math.isnan(n)) and n > 1
+    ours_text = results.format_spread(ours, sd, int(n)) if several else _fmt(ours)
     return (f'<td class="ovnb-st-{status}">{paper_text}<br><span class="ovnb-ours">{status}: '
-            f'{_fmt(ours)}{delta_text}</span></td>')
+            f'{html.escape(ours_text)}{delta_text}</span></td>')
 
 
 def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
@@ -55,13 +59,25 @@ def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
         cells = []
         for col in table.columns:
             r = sub.loc[(row, col)]
-            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"]))
+            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"], r["ours_sd"], r["n"]))
         body.append(f"<tr><th>{html.escape(row)}</th>{''.join(cells)}</tr>")
     return (f'<table class="ovnb-paper-table"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def status_page(df: pd.DataFrame, figure: str | None) -> str:
+def claims_html(claims: pd.DataFrame) -> str:
+    """The recorded ordering claims: notebook, profile, claim, verdict and the generated sentence."""
+    rows = []
+    for _, c in claims.iterrows():
+        verdict = c["verdict"].replace(" ", "-")
+        rows.append(f'<tr><td>{html.escape(c["notebook"])}</td><td>{html.escape(c["profile"])}</td>'
+                    f'<td>{html.escape(c["claim"])}</td><td class="ovnb-claim-{verdict}">{html.escape(c["verdict"])}</td>'
+                    f'<td>{html.escape(c["sentence"])}</td></tr>')
+    return ('<table class="ovnb-claims"><thead><tr><th>notebook</th><th>profile</th><th>claim</th><th>verdict</th>'
+            f"<th>effect and interval</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def status_page(df: pd.DataFrame, figure: str | None, claims: pd.DataFrame | None = None) -> str:
     summary = results.status_summary(df)
     summary.index = [papers.TITLES[p] for p in summary.index]
     lines = [
@@ -70,7 +86,8 @@ def status_page(df: pd.DataFrame, figure: str | None) -> str:
         "Every cell of every numeric table of the four papers. Each cell shows the paper's value and, once",
         "a notebook has reproduced it, our value, the delta (ours minus paper) and the profile it came from:",
         "`toy` (toy world and toy models, so deltas measure nothing but scale), `quick` (real weights,",
-        "benchmark subsets) or `paper` (real weights, full protocol). Smoke runs never count.",
+        "benchmark subsets) or `paper` (real weights, full protocol). Smoke runs never count. A value",
+        "computed over several training seeds reads `mean ± sd (n seeds)`; its delta is the mean's.",
         "Paper values come from `ovnb/papers/*.yaml`, ours from the run records in `build/results/`.",
         "",
         "```{raw} html",
@@ -80,6 +97,14 @@ def status_page(df: pd.DataFrame, figure: str | None) -> str:
     ]
     if figure:
         lines += [f"```{{figure}} {figure}", ":name: status-figure", "", "Paper-table cells by status.", "```", ""]
+    lines += ["## The papers' claims, judged", "",
+              "Each ordering claim a notebook checks, with the verdict of `ovnb.claims.check_order`: `holds` or",
+              "`reversed` when the paired t interval of the difference (over seeds and folds) excludes zero,",
+              "`within noise` when it does not.", ""]
+    if claims is not None and len(claims):
+        lines += ["```{raw} html", claims_html(claims), "```", ""]
+    else:
+        lines += ["No claim has been checked yet.", ""]
     for name in papers.PAPERS:
         lines += [f"## {papers.TITLES[name]}", ""]
         for table in papers.tables(name):
@@ -145,7 +170,7 @@ def assemble(profile: str, book: Path | None = None) -> Path:
     ax.figure.tight_layout()
     ax.figure.savefig(gen / fig_name, dpi=120)
     plt.close(ax.figure)
-    (gen / "status.md").write_text(status_page(df, fig_name))
+    (gen / "status.md").write_text(status_page(df, fig_name, results.claims_frame()))
     (gen / "environment.md").write_text(environment_page(profile))
     return book
 

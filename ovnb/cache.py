@@ -13,7 +13,8 @@ whatever its dataset index. Training with such augmentations therefore gains not
 set ``enabled=False`` (or ``FeatureCache(None)``) to bypass it and skip the hashing.
 
 **Storage.** Entries live in memory; ``flush()`` appends the new ones to a shard file
-``<root>/<namespace>/shard-NNNNN.pt`` (written atomically), and a later cache with the same root
+``<root>/<namespace>/shard-<time>-<pid>.pt`` (written atomically; processes sharing a root never
+clash), and a later cache with the same root
 and namespace loads every shard. ``root=None`` keeps the cache in memory only.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -61,9 +63,17 @@ class FeatureCache:
         self.entries: dict[str, torch.Tensor] = {}
         self.new: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
-        if self.root is not None and self.enabled and self.root.is_dir():
-            for shard in sorted(self.root.glob("shard-*.pt")):
+        self.loaded: set[str] = set()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the shards on disk not loaded yet (written by another process since)."""
+        if self.root is None or not self.enabled or not self.root.is_dir():
+            return
+        for shard in sorted(self.root.glob("shard-*.pt")):
+            if shard.name not in self.loaded:
                 self.entries.update(torch.load(shard, map_location="cpu", weights_only=True))
+                self.loaded.add(shard.name)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -95,11 +105,12 @@ class FeatureCache:
             self.new = {}
             return None
         self.root.mkdir(parents=True, exist_ok=True)
-        index = len(list(self.root.glob("shard-*.pt")))
-        path = self.root / f"shard-{index:05d}.pt"
+        # named by time and process: several training processes may share one cache folder
+        path = self.root / f"shard-{time.time_ns():020d}-{os.getpid()}.pt"
         tmp = path.with_suffix(".pt.tmp")
         torch.save(self.new, tmp)
         os.replace(tmp, path)
+        self.loaded.add(path.name)
         self.new = {}
         return path
 
@@ -151,6 +162,9 @@ class VisualTokenCache:
 
     def flush(self):
         return self.cache.flush()
+
+    def refresh(self) -> None:
+        self.cache.refresh()
 
     def stats(self) -> dict:
         return self.cache.stats()

@@ -8,6 +8,8 @@
 | ``paper`` | a GPU node | released public weights | full benchmarks, paper protocol |
 
 Each profile is a YAML file in ``ovnb/profiles/``; ``load(name)`` returns a frozen ``Profile``.
+``seeds`` lists the training seeds each experiment that backs a claim runs with (``toy``: three,
+so every toy claim carries its spread; the others one, more through a notebook's ``SEEDS``).
 Chapters read the generic fields below and keep chapter-specific settings under ``extra``.
 """
 
@@ -33,10 +35,17 @@ class Profile:
     train_iterations: int | None  # trained methods: optimizer steps per run (None = the paper schedule)
     eval_images: int | None  # images per evaluation split (None = the whole split)
     batch_size: int
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0,)  # the training seeds of every experiment that backs a claim
+    workers: int = 1  # processes that train independent models side by side (CPU profiles)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ValueError(f"profile {self.name!r}: seeds must be a non-empty list of integers, got {list(self.seeds)!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"profile {self.name!r}: seeds repeat: {list(self.seeds)!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"profile {self.name!r}: workers must be an integer >= 1, got {self.workers!r}")
         if self.weights not in ("toy", "released"):
             raise ValueError(f"profile {self.name!r}: weights must be 'toy' or 'released', got {self.weights!r}")
         if self.data not in ("toy", "real"):

@@ -6,15 +6,21 @@ profile, the weights source (``released`` public weights, ``retrained`` by us, o
 git sha, environment and wall time. Numbers shown in the book come only from these files and from
 ``ovnb/papers/*.yaml``.
 
-``compare()`` joins records with the paper tables into a DataFrame (paper value, ours, delta,
-status), and ``plot_compare`` / ``plot_status`` draw it.
+A record may hold several **seeds** of the same cell (the toy profile trains every model that backs
+a claim over several seeds): each value is stored with its seed, and ``compare()`` aggregates them
+into mean, standard deviation and n per cell (``aggregate``, the one place this is computed), shown
+as ``mean ± sd (n)`` (``Spread``). ``compare()`` joins records with the paper tables into a
+DataFrame (paper value, ours, sd, n, delta, status), and ``plot_compare`` / ``plot_status`` draw it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +31,39 @@ WEIGHTS_SOURCES = ("released", "retrained", "toy")
 # Status of a paper cell, from "not reproduced" to "reproduced at full scale". Smoke runs check
 # that code runs, not what it computes, so they never count as a reproduction.
 STATUS_ORDER = ("not yet", "toy", "quick", "paper")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: values carry their seed; the record lists its seeds (1: one seed per record)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, standard deviation (ddof = 1; nan for one value) and count of one cell's values over seeds."""
+
+    mean: float
+    sd: float
+    n: int
+
+    def __str__(self) -> str:
+        return format_spread(self.mean, self.sd, self.n)
+
+
+def aggregate(values: Iterable[float]) -> Spread:
+    """The ``Spread`` of ``values`` (one per seed)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("no values to aggregate")
+    n = len(vals)
+    mean = sum(vals) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else float("nan")
+    return Spread(mean, sd, n)
+
+
+def format_spread(mean: float, sd: float, n: int, digits: int = 1) -> str:
+    """``mean ± sd (n)``; a single value is shown alone, as a single run has no spread."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if n is None or n < 2 or sd is None or math.isnan(sd):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f} ({int(n)})"
 
 
 def build_dir() -> Path:
@@ -52,42 +90,74 @@ def write_json_atomic(path: Path, payload) -> None:
 class RunRecord:
     """The numbers one notebook run computed, with everything needed to trust them.
 
-    >>> rec = RunRecord("01_fusioner_method", profile="toy", seed=0)
+    >>> rec = RunRecord("01_fusioner_method", profile="toy", seeds=[0, 1, 2])
     >>> rec.add(100 * fold.miou(), paper="fusioner", table="Table 4", row="B0-CLIP-L",
-    ...         column="5^0", weights="toy")          # value in the paper's unit (here %)
+    ...         column="5^0", weights="toy", seed=1)  # value in the paper's unit (here %)
     >>> rec.metric("toy_clip_top1", 0.91)             # a number that reproduces no paper cell
+    >>> rec.claim(claims.check_order(...))            # an ordering claim and its verdict
     >>> rec.save()
+
+    ``seed`` may be left out of ``add``/``metric`` when the record has a single seed, or for a number
+    that depends on no seed (``seed=None``).
     """
 
-    def __init__(self, notebook: str, profile: str, seed: int | None = 0):
+    def __init__(self, notebook: str, profile: str, seeds: int | Iterable[int] = (0,)):
         self.notebook = notebook
         self.profile = profile
-        self.seed = seed
+        self.seeds = (int(seeds),) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+        if not self.seeds:
+            raise ValueError("a run record needs at least one seed")
         self.started = time.time()
         self.cells: list[dict] = []
         self.metrics: list[dict] = []
+        self.claims: list[dict] = []
+
+    def _seed(self, seed):
+        if seed is None:
+            return self.seeds[0] if len(self.seeds) == 1 else None
+        if int(seed) not in self.seeds:
+            raise ValueError(f"seed {seed!r} is not one of this record's seeds {list(self.seeds)}")
+        return int(seed)
 
     def add(self, value: float, *, paper: str, table: str, row: str, column: str, weights: str,
-            note: str | None = None, **protocol) -> dict:
-        """Record ``value`` (in the paper's unit) as our reproduction of one paper cell.
+            note: str | None = None, seed: int | None = None, **protocol) -> dict:
+        """Record ``value`` (in the paper's unit) as our reproduction of one paper cell with ``seed``.
 
         The cell must exist in the paper-table registry. ``protocol`` holds the knobs of our run
         where they differ from the paper's (e.g. ``dataset="toy folds"``).
         """
         if weights not in WEIGHTS_SOURCES:
             raise ValueError(f"weights must be one of {WEIGHTS_SOURCES}, got {weights!r}")
+        if len(self.seeds) > 1 and seed is None:
+            raise ValueError(f"this record holds seeds {list(self.seeds)}: say which seed {value!r} came from")
         ref = papers.cell(paper, table, row, column)  # raises, naming what exists
+        seed = self._seed(seed)
         entry = {"paper": paper, "table": table, "row": row, "column": column, "value": float(value),
-                 "unit": ref.unit, "weights": weights, "note": note, "protocol": protocol}
-        self.cells = [c for c in self.cells if (c["paper"], c["table"], c["row"], c["column"]) != ref.key]
+                 "unit": ref.unit, "weights": weights, "seed": seed, "note": note, "protocol": protocol}
+        self.cells = [c for c in self.cells
+                      if ((c["paper"], c["table"], c["row"], c["column"]), c["seed"]) != (ref.key, seed)]
         self.cells.append(entry)
         return entry
 
-    def metric(self, name: str, value: float, note: str | None = None, **context) -> dict:
+    def metric(self, name: str, value: float, note: str | None = None, seed: int | None = None, **context) -> dict:
         """Record a number that reproduces no paper cell (quality bars, timings, controls)."""
-        entry = {"name": name, "value": float(value), "note": note, "context": context}
-        self.metrics = [m for m in self.metrics if m["name"] != name]
+        seed = self._seed(seed)
+        entry = {"name": name, "value": float(value), "seed": seed, "note": note, "context": context}
+        self.metrics = [m for m in self.metrics if (m["name"], m.get("seed")) != (name, seed)]
         self.metrics.append(entry)
+        return entry
+
+    def spread(self, name: str) -> Spread:
+        """Mean ± sd (n) of metric ``name`` over the seeds this record holds it for."""
+        values = [m["value"] for m in self.metrics if m["name"] == name]
+        if not values:
+            raise KeyError(f"no metric {name!r}; recorded: {sorted({m['name'] for m in self.metrics})}")
+        return aggregate(values)
+
+    def claim(self, result, **context) -> dict:
+        """Record an ordering claim's verdict (a ``claims.OrderingResult``) and return its dict."""
+        entry = {**result.to_dict(), "context": context}
+        self.claims = [c for c in self.claims if c["claim"] != entry["claim"]] + [entry]
         return entry
 
     @property
@@ -100,18 +170,31 @@ class RunRecord:
             "schema": SCHEMA_VERSION,
             "notebook": self.notebook,
             "profile": self.profile,
-            "seed": self.seed,
+            "seeds": list(self.seeds),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "wall_time_s": round(self.wall_time_s, 3),
-            "environment": env.collect(self.profile, self.seed),
+            "environment": env.collect(self.profile, list(self.seeds)),
             "cells": self.cells,
             "metrics": self.metrics,
+            "claims": self.claims,
         }
 
     def save(self, directory: str | Path | None = None) -> Path:
         path = Path(directory or results_dir(self.profile)) / f"{self.notebook}.json"
         write_json_atomic(path, self.to_dict())
         return path
+
+
+def _upgrade(record: dict, path: Path) -> dict:
+    """Read a schema-1 record (one seed per record) as schema 2."""
+    if record.get("schema") == 1:
+        seed = record.get("seed")
+        record = {**record, "schema": 2, "seeds": [seed], "claims": [],
+                  "cells": [{**c, "seed": seed} for c in record["cells"]],
+                  "metrics": [{**m, "seed": seed} for m in record["metrics"]]}
+    if record.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: run record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
+    return record
 
 
 def load_records(root: str | Path | None = None, profiles=None) -> list[dict]:
@@ -121,34 +204,33 @@ def load_records(root: str | Path | None = None, profiles=None) -> list[dict]:
     for path in sorted(root.glob("*/*.json")):
         if profiles is not None and path.parent.name not in profiles:
             continue
-        record = json.loads(path.read_text())
-        if record.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: run record schema {record.get('schema')!r}, expected {SCHEMA_VERSION}")
+        record = _upgrade(json.loads(path.read_text()), path)
         record["path"] = str(path)
         records.append(record)
     return records
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per reproduced cell: paper coordinates, value, profile, weights, provenance."""
+    """One row per reproduced cell and seed: paper coordinates, value, seed, profile, weights, provenance."""
     rows = []
-    for rec in records:
+    for i, rec in enumerate(records):
         for c in rec["cells"]:
             rows.append({**{k: c[k] for k in ("paper", "table", "row", "column", "value", "weights", "note")},
-                         "profile": rec["profile"], "notebook": rec["notebook"], "seed": rec["seed"],
-                         "git_sha": rec["environment"].get("git_sha"), "started": rec["started"]})
-    columns = ["paper", "table", "row", "column", "value", "weights", "note", "profile", "notebook", "seed",
-               "git_sha", "started"]
+                         "seed": c.get("seed"), "profile": rec["profile"], "notebook": rec["notebook"],
+                         "git_sha": rec["environment"].get("git_sha"), "started": rec["started"], "record": i})
+    columns = ["paper", "table", "row", "column", "value", "weights", "note", "seed", "profile", "notebook",
+               "git_sha", "started", "record"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def compare(records: list[dict] | None = None, paper_names=None, profile: str | None = None) -> pd.DataFrame:
-    """Every paper cell next to our best reproduction of it.
+    """Every paper cell next to our best reproduction of it, aggregated over its seeds.
 
-    Columns: paper, table, row, column, unit, paper_value, ours, delta (ours - paper), profile,
-    weights, status (``not yet`` / ``toy`` / ``quick`` / ``paper``). With ``profile`` only that
-    profile's records are used (``smoke`` included, for CI runs); otherwise the largest profile wins
-    and smoke records are ignored.
+    Columns: paper, table, row, column, unit, paper_value, ours (mean over seeds), ours_sd, n
+    (seeds), delta (ours - paper), profile, weights, notebook, status (``not yet`` / ``toy`` /
+    ``quick`` / ``paper``). The best reproduction of a cell is one record's: the largest profile's,
+    then the latest; seeds of different records are never mixed. With ``profile`` only that
+    profile's records are used (``smoke`` included, for CI runs); otherwise smoke records are ignored.
     """
     records = load_records() if records is None else records
     cells = [c for name in (paper_names or papers.PAPERS) for c in papers.load(name)]
@@ -159,18 +241,39 @@ def compare(records: list[dict] | None = None, paper_names=None, profile: str | 
         ours = ours[ours["profile"] == profile]
     else:
         ours = ours[ours["profile"].isin(STATUS_ORDER)]
+    key = ["paper", "table", "row", "column"]
     if len(ours):
         rank = {p: i for i, p in enumerate(STATUS_ORDER)}
-        ours = (ours.assign(_rank=ours["profile"].map(lambda p: rank.get(p, -1)))
-                    .sort_values(["_rank", "started"])
-                    .drop_duplicates(["paper", "table", "row", "column"], keep="last")
-                    .drop(columns="_rank"))
-    key = ["paper", "table", "row", "column"]
-    df = base.merge(ours[key + ["value", "profile", "weights", "notebook"]], on=key, how="left")
-    df = df.rename(columns={"value": "ours"})
+        best = (ours.assign(_rank=ours["profile"].map(lambda p: rank.get(p, -1)))
+                    .sort_values(["_rank", "started", "record"])
+                    .drop_duplicates(key, keep="last")[key + ["record"]])
+        ours = ours.merge(best, on=key + ["record"])
+        rows = []
+        for cell, group in ours.groupby(key, sort=False):
+            spread = aggregate(group["value"])
+            first = group.iloc[0]
+            rows.append({**dict(zip(key, cell)), "ours": spread.mean, "ours_sd": spread.sd, "n": spread.n,
+                         "profile": first["profile"], "weights": first["weights"], "notebook": first["notebook"]})
+        ours = pd.DataFrame(rows)
+    else:
+        ours = pd.DataFrame(columns=key + ["ours", "ours_sd", "n", "profile", "weights", "notebook"])
+    df = base.merge(ours, on=key, how="left")
     df["delta"] = df["ours"] - df["paper_value"]
     df["status"] = df["profile"].where(df["profile"].notna(), "not yet")
     return df
+
+
+def claims_frame(records: list[dict] | None = None, profile: str | None = None) -> pd.DataFrame:
+    """Every recorded ordering claim with its verdict and sentence (latest record per notebook and claim)."""
+    records = load_records() if records is None else records
+    rows = [{"notebook": r["notebook"], "profile": r["profile"], "started": r["started"], "claim": c["claim"],
+             "verdict": c["verdict"], "sentence": c["sentence"], "seeds": r.get("seeds")}
+            for r in records for c in r.get("claims", []) if profile is None or r["profile"] == profile]
+    columns = ["notebook", "profile", "started", "claim", "verdict", "sentence", "seeds"]
+    df = pd.DataFrame(rows, columns=columns)
+    if profile is None:
+        df = df[df["profile"].isin(STATUS_ORDER)]
+    return df.sort_values("started").drop_duplicates(["notebook", "profile", "claim"], keep="last")
 
 
 def status_summary(df: pd.DataFrame) -> pd.DataFrame:

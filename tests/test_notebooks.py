@@ -38,8 +38,9 @@ def test_standard_opening(source):
     assert f"notebooks/{source.stem}.ipynb" in title.source and "colab-badge" in title.source
     params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
-    for name in ("PROFILE", "SEED", "DATA_ROOT", "CACHE_DIR"):
+    for name in ("PROFILE", "DATA_ROOT", "CACHE_DIR"):
         assert f"{name} =" in params[0].source
+    assert "SEEDS =" in params[0].source or "SEED =" in params[0].source, "a seed parameter (SEEDS for trainings)"
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
     assert "google.colab" in code, "an install cell that runs only on Colab"
     assert "env.report(" in code, "every notebook prints its environment"

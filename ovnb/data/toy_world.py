@@ -295,6 +295,23 @@ def mosaic4(rng: np.random.Generator, size: int, style: WorldStyle = WorldStyle(
     return {"image": image, "mask": mask, "caption": f"a mosaic of {names}", "classes": chosen}
 
 
+@lru_cache(maxsize=16384)  # about 16 KB a 64-px sample: at most ~260 MB
+def _render(seed: int, split: str, index: int, size: int, kind: str, style: "WorldStyle", things) -> dict:
+    """Sample ``index`` of a world; it depends only on these arguments (its own random generator)."""
+    rng = np.random.default_rng([seed, SPLITS[split], index, 1 if style.name != "toy" else 0])
+    if kind == "mixed":
+        u = rng.random()
+        kind = "scene" if u < 0.5 else "single" if u < 0.85 else "stuff"
+    if kind == "mosaic":
+        sample = mosaic4(rng, size, style, None if things is None else list(things))
+    else:
+        sample = draw(rng, size, kind, style, None if things is None else list(things))
+    for value in sample.values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # shared between callers
+    return sample
+
+
 class ToyWorld(torch.utils.data.Dataset):
     """``length`` toy samples of one ``split``; sample ``i`` depends only on (seed, split, i).
 
@@ -318,22 +335,18 @@ class ToyWorld(torch.utils.data.Dataset):
         return self.length
 
     def raw(self, index: int) -> dict:
-        """The sample as numpy arrays (HWC uint8 image, HW uint8 mask)."""
+        """The sample as numpy arrays (HWC uint8 image, HW uint8 mask), read-only: a sample is drawn
+        once and kept (``_render``), since training reads the same few thousand scenes many times."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
-        rng = np.random.default_rng([self.seed, SPLITS[self.split], index, 1 if self.style.name != "toy" else 0])
-        kind = self.kind
-        if kind == "mixed":
-            u = rng.random()
-            kind = "scene" if u < 0.5 else "single" if u < 0.85 else "stuff"
-        if kind == "mosaic":
-            return mosaic4(rng, self.image_size, self.style, self.things)
-        return draw(rng, self.image_size, kind, self.style, self.things)
+        sample = _render(self.seed, self.split, index, self.image_size, self.kind, self.style,
+                         None if self.things is None else tuple(self.things))
+        return {**sample, "classes": list(sample["classes"])}
 
     def __getitem__(self, index: int) -> dict:
         s = self.raw(index)
         return {
-            "image": torch.from_numpy(s["image"]).permute(2, 0, 1).contiguous(),  # uint8 [3, H, W]
+            "image": torch.from_numpy(np.ascontiguousarray(s["image"].transpose(2, 0, 1))),  # uint8 [3, H, W]
             "mask": torch.from_numpy(s["mask"].astype(np.int64)),  # int64 [H, W], 255 = ignore
             "caption": s["caption"],
             "classes": s["classes"],

@@ -183,6 +183,55 @@ class VisualDecoder(nn.Module):
         return self.out(x)
 
 
+def interpolation_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``[n_out, n_in]``: the weights of 1-D bilinear resizing (``align_corners=False``), read off
+    ``F.interpolate`` itself, so that ``A @ x @ B.T`` equals ``F.interpolate(x, (n_out, m_out))``."""
+    eye = torch.eye(n_in, device=device, dtype=dtype)[None, :, :, None]  # n_in one-hot signals as channels
+    return F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False)[0, :, :, 0].T
+
+
+def _shift(x: torch.Tensor, d: int, dim: int) -> torch.Tensor:
+    """``y[..., i, ...] = x[..., i + d, ...]`` along ``dim``, zero where ``i + d`` falls outside."""
+    if d == 0:
+        return x
+    n = x.shape[dim]
+    pad = x.new_zeros(*x.shape[:dim], abs(d), *x.shape[dim + 1:])
+    return torch.cat([x.narrow(dim, d, n - d), pad] if d > 0 else [pad, x.narrow(dim, 0, n + d)], dim=dim)
+
+
+def _neighbour_gram(pixels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``[B, h, w]``: ``<P[y, x], P[y + dy, x + dx]>`` over the channels. Where the neighbour falls
+    outside, the value wraps around (``torch.roll``, whose gradient is cheap); ``upsampled_cosine``
+    gives those entries zero weight."""
+    return (pixels * torch.roll(pixels, shifts=(-dy, -dx), dims=(2, 3))).sum(1)
+
+
+def upsampled_cosine(pixels: torch.Tensor, text: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """``cos(up(pixels), text)``, ``[B, K, H, W]``, where ``up`` is bilinear resizing to ``out_size``.
+
+    Exactly what ``F.interpolate`` followed by a per-pixel cosine computes, without building the
+    ``[B, C, H, W]`` upsampled features (at toy scale they made up 80% of a training step).
+    Resizing is linear, so the dot products are the resized low-resolution dot products,
+    ``A (t · P) B^T``, with ``A``, ``B`` the resizing weights (``interpolation_matrix``). Each output
+    pixel mixes at most a 2 x 2 block of neighbouring input pixels, so its squared norm is a sum
+    over the neighbour offsets ``d`` of ``(A ∘ A_dy) G_d (B ∘ B_dx)^T``, with the neighbour Gram map
+    ``G_d = <P[y, x], P[y + dy, x + dx]>`` and ``A_dy`` = ``A`` shifted by ``dy`` columns (zero where
+    ``y + dy`` falls outside, which also cancels ``G_d`` there); offsets
+    ``d`` and ``-d`` contribute equally, so five maps suffice. ``tests/test_fusioner.py`` checks
+    values and gradients against the direct computation.
+    """
+    B, C, h, w = pixels.shape
+    H, W = out_size
+    A = interpolation_matrix(h, H, pixels.device, pixels.dtype)
+    Bm = interpolation_matrix(w, W, pixels.device, pixels.dtype)
+    dots = torch.bmm(F.normalize(text, dim=-1), pixels.reshape(B, C, h * w)).view(B, -1, h, w)
+    dots = A @ dots @ Bm.T
+    squared = (A * A) @ _neighbour_gram(pixels, 0, 0) @ (Bm * Bm).T
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        squared = squared + 2 * (A * _shift(A, dy, 1)) @ _neighbour_gram(pixels, dy, dx) @ (Bm * _shift(Bm, dx, 1)).T
+    return dots / squared.clamp_min(1e-24).sqrt()[:, None]
+
+
 # ----------------------------------------------------------------------------------------------
 # The trainable part
 
@@ -251,15 +300,9 @@ class FusionHead(nn.Module):
         pixels = v.transpose(1, 2).reshape(B, C, h, w)
         if self.decoder is not None:
             pixels = self.decoder(pixels)
-        if tuple(pixels.shape[-2:]) != tuple(out_size):
-            pixels = F.interpolate(pixels, size=out_size, mode="bilinear", align_corners=False)
-        # cos(pixel, class) / τ; dividing the [B, K, H, W] dot products by the pixel norms is the same
-        # as normalising the [B, C, H, W] pixels first, at a fraction of the cost when K << C.
-        t = F.normalize(t, dim=-1)
-        norms = pixels.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        B, C, H, W = pixels.shape
-        dots = torch.bmm(t, pixels.reshape(B, C, H * W)).view(B, -1, H, W)
-        return dots / norms / self.config.temperature
+        # cos(pixel, class) / τ at the output size: the pixel features bilinearly upsampled to
+        # out_size, compared with every class embedding (Eq. 4)
+        return upsampled_cosine(pixels, t, tuple(out_size)) / self.config.temperature
 
     def attention_maps(self) -> list[torch.Tensor]:
         """The attention of every fusion layer, kept by the last forward with ``keep_attention``."""

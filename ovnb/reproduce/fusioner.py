@@ -1,17 +1,28 @@
 """Fusioner's experiments as data: one ``Experiment`` per trained model, run in any profile.
 
-A notebook names what it needs (encoders, fusion, decoder, fold, dataset, text control) and
-``Runner.run(experiment)`` trains it (or loads its finished checkpoint from
+A notebook names what it needs (encoders, fusion, decoder, fold, dataset, text control, training
+seed) and ``Runner.run(experiment)`` trains it (or loads its finished checkpoint from
 ``build/runs/<profile>/fusioner/<key>/``, so notebooks that need the same model share one training)
-and evaluates it with the fold protocol. In the ``toy`` and ``smoke`` profiles the data are the toy
-world's folds and the models the toy encoders; in ``quick`` / ``paper`` PASCAL-5i / COCO-20i / FSS-1000
-under ``DATA_ROOT`` and the released encoders.
+and evaluates it with the fold protocol; the evaluation is kept beside the checkpoint, so a warm
+rebuild neither trains nor evaluates again. ``Runner.run_all`` does the same for a list of
+experiments, training the missing ones in parallel processes where the profile asks for it
+(``Profile.workers``). In the ``toy`` and ``smoke`` profiles the data are the toy world's folds and
+the models the toy encoders; in ``quick`` / ``paper`` PASCAL-5i / COCO-20i / FSS-1000 under
+``DATA_ROOT`` and the released encoders.
+
+**Seeds.** ``Experiment.seed`` is the training seed: the fusion module's initialisation, the order
+of the training batches and the random-text control's vectors. The data - the toy world's scenes
+and the test episodes drawn from them, like a benchmark's fixed test set - depend only on the
+runner's ``data_seed``, so seeds differ in what training does, not in what is measured, and
+configurations compared on one seed and fold see the same test episodes (``ovnb.claims`` pairs
+them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +60,7 @@ class Experiment:
     fold: int = 0
     dataset: str = "pascal"  # pascal | coco | fss (Mosaic-4 training); toy profiles map them to toy data
     text_control: bool = False  # replace class-name embeddings with random vectors
+    seed: int = 0  # the training seed (initialisation, batch order, random-text vectors)
 
     def key(self, profile: str, extra: dict) -> str:
         text = json.dumps({**asdict(self), "profile": profile, **extra}, sort_keys=True)
@@ -57,7 +69,13 @@ class Experiment:
     def label(self) -> str:
         parts = [self.visual, self.text, self.fusion, "decoder" if self.decoder else "no decoder",
                  f"fold {self.fold}", self.dataset]
-        return ", ".join(parts) + (", random text" if self.text_control else "")
+        return ", ".join(parts) + (", random text" if self.text_control else "") + f", seed {self.seed}"
+
+    def with_seeds(self, seeds) -> list["Experiment"]:
+        """This experiment once per training seed."""
+        from dataclasses import replace
+
+        return [replace(self, seed=int(s)) for s in seeds]
 
 
 @dataclass
@@ -79,14 +97,17 @@ class Runner:
 
     ``toy`` sizes: the fusion module of ``FusionerConfig.toy()``. From the profile: ``batch_size``,
     ``fusioner.iterations`` (or ``fusioner.epochs`` of the fold's training pairs - the paper profile's
-    510 = 10 warmup + 500 cosine epochs) and ``fusioner.eval_episodes`` per fold.
+    510 = 10 warmup + 500 cosine epochs), ``fusioner.eval_episodes`` per fold, ``seeds`` (the
+    training seeds a notebook runs, unless it passes its own) and ``workers`` (processes that
+    ``run_all`` trains in). ``data_seed`` fixes the toy world's sample and the drawn test episodes.
     """
 
-    def __init__(self, profile, seed: int = 0, data_root: str | Path = "data", cache_dir: str | Path | None = None,
-                 device=None, progress: bool = False, coco_protocol: str = "hsnet-uniform",
-                 resolution: str = "original", normalisation: str = "encoder", optimizer: str = "paper"):
+    def __init__(self, profile, data_seed: int = 0, data_root: str | Path = "data",
+                 cache_dir: str | Path | None = None, device=None, progress: bool = False,
+                 coco_protocol: str = "hsnet-uniform", resolution: str = "original", normalisation: str = "encoder",
+                 optimizer: str = "paper", seeds=None, workers: int | None = None):
         self.profile = profile
-        self.seed = seed
+        self.data_seed = data_seed
         self.data_root = _resolve(data_root)
         self.cache_dir = _resolve(cache_dir) if cache_dir is not None else None
         self.device = device
@@ -94,6 +115,10 @@ class Runner:
         self.toy = profile.data == "toy"
         self.coco_protocol, self.resolution = coco_protocol, resolution
         self.normalisation, self.optimizer = normalisation, optimizer
+        self.seeds = tuple(int(s) for s in (profile.seeds if seeds is None else seeds))
+        if not self.seeds:
+            raise ValueError("SEEDS is empty: give at least one training seed, e.g. [0]")
+        self.workers = min(profile.workers if workers is None else int(workers), os.cpu_count() or 1)
         self.iterations = profile.get("fusioner.iterations", profile.train_iterations)
         self.epochs = profile.get("fusioner.epochs")
         if self.iterations is None and self.epochs is None:
@@ -103,6 +128,7 @@ class Runner:
         self.encoders: dict = {}
         self.caches: dict = {}
         self.datasets: dict = {}
+        self._pool = None
 
     # -- models and data -----------------------------------------------------------------------
     def config(self, e: Experiment) -> fusioner.FusionerConfig:
@@ -112,7 +138,7 @@ class Runner:
         return replace(base, fusion=e.fusion, decoder=e.decoder, normalisation=self.normalisation)
 
     def build(self, e: Experiment) -> fusioner.Fusioner:
-        torch.manual_seed(self.seed)
+        torch.manual_seed(e.seed)
         # every profile loads real weights: the embedded toy checkpoints or the released ones
         model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=True, config=self.config(e),
                                device=self.device, encoders=self.encoders)
@@ -136,15 +162,15 @@ class Runner:
                 if e.dataset == "fss":
                     from ..data.toy_world import splits
                     seen = [c for c in range(48) if c not in splits()["folds"][e.fold]]
-                    ds = fewshot.ToyMosaics("train", TOY_TRAIN_IMAGES, self.seed, things=seen)
+                    ds = fewshot.ToyMosaics("train", TOY_TRAIN_IMAGES, self.data_seed, things=seen)
                 else:
-                    ds = fewshot.toy_fold_episodes(e.fold, "trn", images=TOY_TRAIN_IMAGES, seed=self.seed)
+                    ds = fewshot.toy_fold_episodes(e.fold, "trn", images=TOY_TRAIN_IMAGES, seed=self.data_seed)
             elif e.dataset == "pascal":
                 ds = fewshot.TrainCrops(fewshot.pascal_episodes(self.data_root, e.fold, "trn"))
             elif e.dataset == "coco":
                 ds = fewshot.TrainCrops(fewshot.coco_episodes(self.data_root, e.fold, "trn"))
             else:  # Table 3: trained on FSS-1000 with |W| = 4, i.e. on mosaics of its training classes
-                ds = fewshot.Mosaic4(self.data_root, length=1300, seed=self.seed + 1, split="trn")  # 520 x 10 / 4
+                ds = fewshot.Mosaic4(self.data_root, length=1300, seed=self.data_seed + 1, split="trn")  # 520 x 10 / 4
             self.datasets[key] = ds
         return self.datasets[key]
 
@@ -157,18 +183,18 @@ class Runner:
             if self.toy:
                 if target == "fss":
                     from ..data.toy_world import splits
-                    ds = fewshot.ToyMosaics("test", n, self.seed, things=splits()["folds"][e.fold])
+                    ds = fewshot.ToyMosaics("test", n, self.data_seed, things=splits()["folds"][e.fold])
                 else:
-                    ds = fewshot.toy_fold_episodes(e.fold, "val", images=TOY_TEST_IMAGES, episodes=n, seed=self.seed,
+                    ds = fewshot.toy_fold_episodes(e.fold, "val", images=TOY_TEST_IMAGES, episodes=n, seed=self.data_seed,
                                                    shifted=target == "pascal-transfer")
             elif target == "pascal":
                 ds = fewshot.pascal_episodes(self.data_root, e.fold, "val")
             elif target == "coco":
-                ds = fewshot.coco_episodes(self.data_root, e.fold, "val", self.coco_protocol, episodes=n, seed=self.seed)
+                ds = fewshot.coco_episodes(self.data_root, e.fold, "val", self.coco_protocol, episodes=n, seed=self.data_seed)
             elif target == "pascal-transfer":
                 ds = fewshot.transfer_episodes(self.data_root, e.fold)
             else:
-                ds = fewshot.Mosaic4(self.data_root, length=600 if self.profile.name == "paper" else n, seed=self.seed)
+                ds = fewshot.Mosaic4(self.data_root, length=600 if self.profile.name == "paper" else n, seed=self.data_seed)
             self.datasets[key] = ds
         return self.datasets[key]
 
@@ -179,57 +205,122 @@ class Runner:
         return int(self.epochs) * -(-len(self.train_set(e)) // self.batch_size)
 
     def run_dir(self, e: Experiment, model=None) -> Path:
-        """``build/runs/<profile>/fusioner/<key>``: the key covers the experiment, the schedule and a
-        fingerprint of the frozen encoders' weights (regenerated toy weights never reuse old runs)."""
+        """``build/runs/<profile>/fusioner/<key>``: the key covers the experiment (training seed
+        included), the schedule, the data seed and a fingerprint of the frozen encoders' weights
+        (regenerated toy weights never reuse old runs). A configuration without trainable
+        parameters (Table 4's B3) does not depend on the training seed: all seeds share its folder."""
+        from dataclasses import replace
+
         from ..cache import weights_fingerprint
 
         model = model or self.build(e)
-        extra = {"iterations": self.schedule(e), "batch": self.batch_size, "seed": self.seed,
+        if model.trainable_parameters() == 0:
+            e = replace(e, seed=0)
+        extra = {"iterations": self.schedule(e), "batch": self.batch_size, "data_seed": self.data_seed,
                  "normalisation": self.normalisation, "optimizer": self.optimizer,
                  "visual_weights": weights_fingerprint(model.visual_encoder),
                  "text_weights": weights_fingerprint(model.text_encoder)}
         return results.build_dir() / "runs" / self.profile.name / "fusioner" / e.key(self.profile.name, extra)
 
+    def _evaluation_file(self, e: Experiment, run_dir: Path, target: str | None) -> Path:
+        """Where the evaluation of ``e`` on ``target`` is kept: named by everything it depends on
+        besides the checkpoint (the test set, its size and seed, the resolution and COCO protocol)."""
+        spec = {"target": target or e.dataset, "episodes": self.eval_episodes, "data_seed": self.data_seed,
+                "resolution": "original" if self.toy else self.resolution, "coco_protocol": self.coco_protocol}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        return run_dir / f"evaluation-{digest}.json"
+
+    def is_done(self, e: Experiment, evaluate_on: str | None = None) -> bool:
+        """Whether ``e`` is trained and evaluated on ``evaluate_on`` already (nothing left to compute)."""
+        from ..train import is_finished
+
+        model = self.build(e)
+        run_dir = self.run_dir(e, model)
+        trained = model.trainable_parameters() == 0 or is_finished(run_dir, self.schedule(e))
+        return trained and self._evaluation_file(e, run_dir, evaluate_on).is_file()
+
     # -- one experiment --------------------------------------------------------------------------
     def run(self, e: Experiment, evaluate_on: str | None = None, keep_model: bool = False) -> Outcome:
+        """Train ``e`` (or load its checkpoint) and evaluate it on its test set, or on
+        ``evaluate_on`` (``"pascal-transfer"``: Table 5's); a kept evaluation is read, not redone."""
         model = self.build(e)
         visual_fn = self.visual_fn(model)
-        text_fn = fusioner.random_text(model.head.text_dim, self.seed) if e.text_control else None
-        trainable = model.trainable_parameters() > 0
+        text_fn = fusioner.random_text(model.head.text_dim, e.seed) if e.text_control else None
+        run_dir = self.run_dir(e, model)
         t0 = time.perf_counter()
-        history, trained_now = [], False
-        if trainable:
-            run_dir = self.run_dir(e, model)
+        history, trained_now, train_s = [], False, 0.0
+        if model.trainable_parameters() > 0:
             result = fusioner.train(model, self.train_set(e), self.schedule(e), self.batch_size, run_dir,
-                                    visual_fn=visual_fn, text_fn=text_fn, seed=self.seed, optimizer=self.optimizer,
+                                    visual_fn=visual_fn, text_fn=text_fn, seed=e.seed, optimizer=self.optimizer,
                                     progress=self.progress)
             history, trained_now = result.history, result.steps_run > 0
-            (run_dir / "experiment.json").write_text(json.dumps({**asdict(e), **model.describe()}, indent=1))
-        train_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        test = self.test_set(e, evaluate_on)
-        if e.dataset == "fss" and (evaluate_on in (None, "fss")):
-            meter = evaluate_mosaics(model, test, visual_fn=visual_fn)
+            timing = run_dir / "training.json"
+            if trained_now:
+                train_s = time.perf_counter() - t0
+                results.write_json_atomic(timing, {"train_s": train_s, "steps": result.steps_run})
+                (run_dir / "experiment.json").write_text(json.dumps({**asdict(e), **model.describe()}, indent=1))
+            elif timing.is_file():
+                train_s = json.loads(timing.read_text())["train_s"]
+        kept = self._evaluation_file(e, run_dir, evaluate_on)
+        if kept.is_file():
+            scores = json.loads(kept.read_text())
         else:
-            meter = evaluate_episodes(model, test, resolution="original" if self.toy else self.resolution,
-                                      visual_fn=visual_fn, text_fn=text_fn)
-        if hasattr(visual_fn, "flush"):
-            visual_fn.flush()
-        return Outcome(e, meter.miou(), meter.fb_iou(), meter.per_class_iou(), train_s, time.perf_counter() - t1,
-                       self.schedule(e) if trainable else 0, trained_now, history, model if keep_model else None)
+            t1 = time.perf_counter()
+            test = self.test_set(e, evaluate_on)
+            if e.dataset == "fss" and (evaluate_on in (None, "fss")):
+                meter = evaluate_mosaics(model, test, visual_fn=visual_fn)
+            else:
+                meter = evaluate_episodes(model, test, resolution="original" if self.toy else self.resolution,
+                                          visual_fn=visual_fn, text_fn=text_fn)
+            if hasattr(visual_fn, "flush"):
+                visual_fn.flush()
+            scores = {"miou": meter.miou(), "fb_iou": meter.fb_iou(),
+                      "per_class": {str(c): v for c, v in meter.per_class_iou().items()},
+                      "eval_s": time.perf_counter() - t1}
+            results.write_json_atomic(kept, scores)
+        return Outcome(e, scores["miou"], scores["fb_iou"], {int(c): v for c, v in scores["per_class"].items()},
+                       train_s, scores["eval_s"], self.schedule(e) if model.trainable_parameters() else 0,
+                       trained_now, history, model if keep_model else None)
+
+    def run_all(self, experiments: list[Experiment], evaluate_on: str | None = None) -> list[Outcome]:
+        """``run`` for each experiment; the ones not yet trained and evaluated are computed first,
+        in ``self.workers`` processes when that is more than one (the toy profile on a CPU)."""
+        todo = [e for e in experiments if not self.is_done(e, evaluate_on)]
+        if self.workers > 1 and len(todo) > 1:
+            if self._pool is None:
+                from functools import partial
+
+                from .pool import WorkerPool
+
+                factory = partial(Runner, self.profile, self.data_seed, self.data_root, self.cache_dir, "cpu",
+                                  False, self.coco_protocol, self.resolution, self.normalisation, self.optimizer,
+                                  self.seeds, 1)
+                self._pool = WorkerPool(factory, self.workers)
+            self._pool.run("run", [(e, evaluate_on) for e in todo], description=f"{len(todo)} Fusioner runs")
+            for cache in self.caches.values():  # the workers wrote new feature shards
+                cache.refresh()
+        return [self.run(e, evaluate_on) for e in experiments]
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop when the notebook's kernel ends)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def weights_source(self) -> str:
         return "toy" if self.profile.weights == "toy" else "retrained"
 
 
-def start_notebook(notebook: str, profile: str, seed: int = 0, data_root: str | Path = "data",
+def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data",
                    cache_dir: str | Path | None = None, progress: bool = False) -> tuple[Runner, results.RunRecord]:
     """The setup cell of a Fusioner notebook: load ``profile`` and return a ``Runner`` on the
-    available device and the notebook's ``RunRecord`` (which times the notebook)."""
+    available device for the training ``seeds`` (``None``: the profile's) and the notebook's
+    ``RunRecord`` (which times the notebook)."""
     from .. import env, profiles
 
-    runner = Runner(profiles.load(profile), seed, data_root, cache_dir, device=env.device(), progress=progress)
-    return runner, results.RunRecord(notebook, profile, seed)
+    runner = Runner(profiles.load(profile), data_root=data_root, cache_dir=cache_dir, device=env.device(),
+                    progress=progress, seeds=seeds)
+    return runner, results.RunRecord(notebook, profile, runner.seeds)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,27 +328,48 @@ def start_notebook(notebook: str, profile: str, seed: int = 0, data_root: str | 
 
 
 def record_folds(record, outcomes: list[Outcome], table: str, row: str, columns: list[str], weights: str,
-                 metric: str = "miou", **protocol) -> float:
-    """Record four per-fold values (%) and their mean into ``columns`` (4 fold labels + the mean
-    label) of ``table``'s ``row``; returns the mean."""
-    values = [100 * getattr(o, metric) for o in sorted(outcomes, key=lambda o: o.experiment.fold)]
-    if len(values) != 4 or len(columns) != 5:
-        raise ValueError(f"expected 4 folds and 5 columns, got {len(values)} folds and {len(columns)} columns")
-    for value, column in zip(values, columns):
-        record.add(value, paper="fusioner", table=table, row=row, column=column, weights=weights, **protocol)
-    mean = sum(values) / 4
-    record.add(mean, paper="fusioner", table=table, row=row, column=columns[-1], weights=weights, **protocol)
-    return mean
+                 metric: str = "miou", **protocol) -> "pd.Series":
+    """Record, for every training seed, the four per-fold values (%) and their mean into
+    ``columns`` (4 fold labels + the mean label) of ``table``'s ``row``; returns the fold means per
+    seed (``ovnb.results`` aggregates them over seeds)."""
+    import pandas as pd
+
+    values = unit_values(outcomes, metric)
+    if len(columns) != 5:
+        raise ValueError(f"expected 5 columns (4 folds + the mean), got {len(columns)}")
+    means = {}
+    for seed, per_fold in values.groupby(level="seed"):
+        per_fold = per_fold.droplevel("seed").sort_index()
+        if list(per_fold.index) != [0, 1, 2, 3]:
+            raise ValueError(f"seed {seed}: expected folds 0-3, got {list(per_fold.index)}")
+        for value, column in zip(per_fold, columns):
+            record.add(value, paper="fusioner", table=table, row=row, column=column, weights=weights, seed=seed,
+                       **protocol)
+        means[seed] = float(per_fold.mean())
+        record.add(means[seed], paper="fusioner", table=table, row=row, column=columns[-1], weights=weights,
+                   seed=seed, **protocol)
+    return pd.Series(means, name=row).rename_axis("seed")
+
+
+def unit_values(outcomes: list[Outcome], metric: str = "miou") -> "pd.Series":
+    """``metric`` (%) of each outcome, indexed by (seed, fold): the paired units of ``ovnb.claims``."""
+    import pandas as pd
+
+    index = pd.MultiIndex.from_tuples([(o.experiment.seed, o.experiment.fold) for o in outcomes],
+                                      names=["seed", "fold"])
+    return pd.Series([100 * getattr(o, metric) for o in outcomes], index=index).sort_index()
 
 
 def paper_vs_ours(record, table: str, profile: str):
-    """The paper's table with our values of this run beside it: one row per (row, column)."""
+    """The paper's table with our values of this run beside it: one row per (row, column), with
+    ours as mean, sd and n over the seeds, and as text (``mean ± sd (n)``)."""
     df = results.compare([record.to_dict()], ["fusioner"], profile=profile)
     df = df[df["table"] == table]
     rows = df[df["ours"].notna()]["row"].unique()
-    df = df[df["row"].isin(rows)]
-    out = df[["row", "column", "paper_value", "ours", "delta", "weights"]].rename(
-        columns={"paper_value": "paper"})
+    df = df[df["row"].isin(rows)].copy()
+    df["ours ± sd (n)"] = [results.format_spread(m, s, n) for m, s, n in zip(df["ours"], df["ours_sd"], df["n"])]
+    out = df[["row", "column", "paper_value", "ours", "ours_sd", "n", "ours ± sd (n)", "delta", "weights"]].rename(
+        columns={"paper_value": "paper", "ours_sd": "sd"})
     return out.set_index(["row", "column"]).round(1)
 
 
