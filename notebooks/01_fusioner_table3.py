@@ -61,8 +61,9 @@ WEIGHTS = runner.weights_source()
 # %%
 visual = text = "toy-clip-vit" if toy else "clip-vit-l-14"
 MODELS = {"early": "Fusioner (early fusion)", "late": "late fusion (LSeg-style, ours)"}
-outcomes = {fusion: runner.run_all(Experiment(visual, text, fusion=fusion, fold=0, dataset="fss").with_seeds(runner.seeds))
-            for fusion in MODELS}
+experiments = {f: Experiment(visual, text, fusion=f, fold=0, dataset="fss").with_seeds(runner.seeds) for f in MODELS}
+runner.run_all([e for es in experiments.values() for e in es])  # train what is missing, side by side
+outcomes = {f: runner.run_all(es) for f, es in experiments.items()}
 dataset = "toy mosaics" if toy else "Mosaic-4"
 for o in outcomes["early"]:
     for column, value in (("mIoU", o.miou), ("FB-IoU", o.fb_iou)):

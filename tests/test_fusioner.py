@@ -156,3 +156,30 @@ def test_sliding_window_with_one_window_equals_the_direct_prediction(toy_encoder
     assert torch.allclose(sliding_logits(model, image, text), direct, atol=1e-4)
     small = image[:, :40, :50]  # padded to one window, cropped back
     assert sliding_logits(model, small, text).shape == (1, 40, 50)
+
+
+@pytest.mark.parametrize("low,high", [((8, 8), (64, 64)), ((32, 32), (64, 64)), ((5, 7), (17, 23)),
+                                      ((64, 48), (24, 20)), ((1, 3), (4, 9)), ((8, 8), (8, 8))])
+def test_upsampled_cosine_equals_interpolate_then_cosine(low, high):
+    """The cheap form of Eq. (4)'s similarity against the direct one: upsample every channel, then
+    take the per-pixel cosine (values and gradients, in float64)."""
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(2, 16, *low, dtype=torch.float64, generator=g, requires_grad=True)
+    text = torch.randn(2, 3, 16, dtype=torch.float64, generator=g)
+    up = F.interpolate(pixels, size=high, mode="bilinear", align_corners=False)
+    direct = torch.einsum("bkc,bchw->bkhw", F.normalize(text, dim=-1), F.normalize(up, dim=1))
+    fast = fusioner.upsampled_cosine(pixels, text, high)
+    assert fast.shape == direct.shape
+    torch.testing.assert_close(fast, direct, rtol=0, atol=1e-12)
+    weights = torch.randn(direct.shape, dtype=torch.float64, generator=g)
+    (g_direct,) = torch.autograd.grad((direct * weights).sum(), pixels)
+    (g_fast,) = torch.autograd.grad((fusioner.upsampled_cosine(pixels, text, high) * weights).sum(), pixels)
+    torch.testing.assert_close(g_fast, g_direct, rtol=1e-9, atol=1e-9)
+
+
+def test_interpolation_matrix_reproduces_bilinear_resizing():
+    x = torch.randn(1, 1, 6, 9, dtype=torch.float64)
+    a = fusioner.interpolation_matrix(6, 13, dtype=torch.float64)
+    b = fusioner.interpolation_matrix(9, 4, dtype=torch.float64)
+    torch.testing.assert_close(a @ x[0, 0] @ b.T, F.interpolate(x, size=(13, 4), mode="bilinear",
+                                                                  align_corners=False)[0, 0])

@@ -65,3 +65,18 @@ def test_report_prints_versions_device_profile_and_seed():
         assert key in text
     assert "smoke" in text and "7" in text
     assert info["profile"] == "smoke" and info["seed"] == 7 and info["packages"]["torch"]
+
+
+@pytest.mark.parametrize("field,value,match", [("seeds", [], "non-empty"), ("seeds", [0, 0], "repeat"),
+                                               ("seeds", ["a"], "integers"), ("workers", 0, "workers")])
+def test_bad_seeds_and_workers_are_refused(field, value, match):
+    import dataclasses
+
+    toy = profiles.load("toy")
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(toy, **{field: tuple(value) if field == "seeds" else value})
+
+
+def test_toy_runs_three_seeds_and_smoke_one():
+    assert len(profiles.load("toy").seeds) >= 3
+    assert profiles.load("smoke").seeds == (0,)

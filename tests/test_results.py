@@ -9,14 +9,14 @@ from ovnb import results
 
 
 def test_record_round_trip_and_comparison(build_dir):
-    rec = results.RunRecord("01_demo", profile="toy", seed=3)
+    rec = results.RunRecord("01_demo", profile="toy", seeds=3)
     rec.add(50.0, paper="fusioner", table="Table 4", row="B0-CLIP-L", column="mIoU", weights="toy",
             dataset="toy folds")
     rec.metric("control_gap", 0.25)
     path = rec.save()
     assert path == build_dir / "results" / "toy" / "01_demo.json"
     saved = json.loads(path.read_text())
-    assert saved["profile"] == "toy" and saved["seed"] == 3
+    assert saved["profile"] == "toy" and saved["seeds"] == [3] and saved["cells"][0]["seed"] == 3
     assert saved["cells"][0]["protocol"] == {"dataset": "toy folds"}
     assert saved["wall_time_s"] >= 0 and "packages" in saved["environment"]
 
@@ -81,3 +81,63 @@ def test_status_table_html_shows_paper_ours_and_delta(build_dir):
     assert html.count("<tr>") == 1 + 4  # header + B0..B3
     assert '<td class="ovnb-st-toy">59.0<br><span class="ovnb-ours">toy: 50.0 (-9.0)</span></td>' in html
     assert '<td class="ovnb-st-none">46.6</td>' in html  # B2 mIoU, not reproduced
+    seeded = results.RunRecord("01_demo2", profile="toy", seeds=[0, 1])
+    for seed, value in ((0, 40.0), (1, 44.0)):
+        seeded.add(value, paper="fusioner", table="Table 4", row="B1-CLIP-L", column="mIoU", weights="toy", seed=seed)
+    seeded.save()
+    html = book.table_html(results.compare(), "fusioner", table)
+    assert 'toy: 42.0 ± 2.8 (2) (-11.6)' in html  # paper 53.6
+
+
+def test_several_seeds_of_a_cell_are_aggregated_into_mean_sd_and_n(build_dir):
+    rec = results.RunRecord("01_demo", profile="toy", seeds=[0, 1, 2])
+    for seed, value in zip((0, 1, 2), (10.0, 20.0, 36.0)):
+        rec.add(value, paper="fusioner", table="Table 4", row="B0-CLIP-L", column="mIoU", weights="toy", seed=seed)
+        rec.metric("gap", value / 10, seed=seed)
+    with pytest.raises(ValueError, match="say which seed"):
+        rec.add(1.0, paper="fusioner", table="Table 4", row="B0-CLIP-L", column="mIoU", weights="toy")
+    with pytest.raises(ValueError, match="not one of"):
+        rec.metric("gap", 1.0, seed=7)
+    rec.save()
+    row = results.compare().set_index(["paper", "table", "row", "column"]).loc[("fusioner", "Table 4", "B0-CLIP-L", "mIoU")]
+    mean = (10 + 20 + 36) / 3
+    sd = math.sqrt(((10 - mean) ** 2 + (20 - mean) ** 2 + (36 - mean) ** 2) / 2)
+    assert row["ours"] == pytest.approx(mean) and row["ours_sd"] == pytest.approx(sd) and row["n"] == 3
+    assert row["delta"] == pytest.approx(mean - 59.0)
+    assert str(rec.spread("gap")) == f"{mean / 10:.1f} ± {sd / 10:.1f} (3)"
+    assert results.format_spread(22.0, float("nan"), 1) == "22.0"
+
+
+def test_seeds_of_different_records_are_never_mixed(build_dir):
+    for profile, values in (("toy", (1.0, 3.0)), ("quick", (50.0,))):
+        rec = results.RunRecord("01_demo", profile=profile, seeds=range(len(values)))
+        for seed, v in enumerate(values):
+            rec.add(v, paper="fusioner", table="Table 4", row="B1-CLIP-L", column="mIoU", weights="toy", seed=seed)
+        rec.save()
+    cell = results.compare().set_index(["table", "row", "column"]).loc[("Table 4", "B1-CLIP-L", "mIoU")]
+    assert cell["ours"] == 50.0 and cell["n"] == 1 and cell["status"] == "quick"
+
+
+def test_a_schema_1_record_is_read_with_its_one_seed(build_dir):
+    path = build_dir / "results" / "toy" / "01_old.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"schema": 1, "notebook": "01_old", "profile": "toy", "seed": 4, "started": "2026-01-01T00:00:00Z",
+                                "wall_time_s": 1.0, "environment": {}, "metrics": [],
+                                "cells": [{"paper": "fusioner", "table": "Table 4", "row": "B2-CLIP-L", "column": "mIoU",
+                                           "value": 12.0, "unit": "%", "weights": "toy", "note": None, "protocol": {}}]}))
+    (record,) = results.load_records()
+    assert record["seeds"] == [4] and record["cells"][0]["seed"] == 4
+    cell = results.compare().set_index(["table", "row", "column"]).loc[("Table 4", "B2-CLIP-L", "mIoU")]
+    assert cell["ours"] == 12.0 and cell["n"] == 1
+
+
+def test_claims_are_recorded_and_listed(build_dir):
+    from ovnb.claims import check_order
+
+    rec = results.RunRecord("01_demo", profile="toy", seeds=[0, 1, 2])
+    result = check_order({"early": {0: 50.0, 1: 52.0, 2: 51.0}, "late": {0: 40.0, 1: 41.0, 2: 43.0}})
+    rec.claim(result)
+    rec.save()
+    claims = results.claims_frame()
+    assert list(claims["claim"]) == ["early > late"] and list(claims["verdict"]) == ["holds"]
+    assert "holds" in claims["sentence"].item()

@@ -199,11 +199,11 @@ def _shift(x: torch.Tensor, d: int, dim: int) -> torch.Tensor:
     return torch.cat([x.narrow(dim, d, n - d), pad] if d > 0 else [pad, x.narrow(dim, 0, n + d)], dim=dim)
 
 
-def _neighbour_gram(pixels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``[B, h, w]``: ``<P[y, x], P[y + dy, x + dx]>`` over the channels. Where the neighbour falls
-    outside, the value wraps around (``torch.roll``, whose gradient is cheap); ``upsampled_cosine``
-    gives those entries zero weight."""
-    return (pixels * torch.roll(pixels, shifts=(-dy, -dx), dims=(2, 3))).sum(1)
+def _neighbour_gram(pixels: torch.Tensor, padded: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``[B, h, w]``: ``<P[y, x], P[y + dy, x + dx]>`` over the channels (``|dy|, |dx| <= 1``), zero
+    where the neighbour falls outside; ``padded`` is ``pixels`` zero-padded by one on every side."""
+    h, w = pixels.shape[-2:]
+    return (pixels * padded[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]).sum(1)
 
 
 def upsampled_cosine(pixels: torch.Tensor, text: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
@@ -215,8 +215,7 @@ def upsampled_cosine(pixels: torch.Tensor, text: torch.Tensor, out_size: tuple[i
     ``A (t · P) B^T``, with ``A``, ``B`` the resizing weights (``interpolation_matrix``). Each output
     pixel mixes at most a 2 x 2 block of neighbouring input pixels, so its squared norm is a sum
     over the neighbour offsets ``d`` of ``(A ∘ A_dy) G_d (B ∘ B_dx)^T``, with the neighbour Gram map
-    ``G_d = <P[y, x], P[y + dy, x + dx]>`` and ``A_dy`` = ``A`` shifted by ``dy`` columns (zero where
-    ``y + dy`` falls outside, which also cancels ``G_d`` there); offsets
+    ``G_d = <P[y, x], P[y + dy, x + dx]>`` and ``A_dy`` = ``A`` shifted by ``dy`` columns; offsets
     ``d`` and ``-d`` contribute equally, so five maps suffice. ``tests/test_fusioner.py`` checks
     values and gradients against the direct computation.
     """
@@ -226,9 +225,11 @@ def upsampled_cosine(pixels: torch.Tensor, text: torch.Tensor, out_size: tuple[i
     Bm = interpolation_matrix(w, W, pixels.device, pixels.dtype)
     dots = torch.bmm(F.normalize(text, dim=-1), pixels.reshape(B, C, h * w)).view(B, -1, h, w)
     dots = A @ dots @ Bm.T
-    squared = (A * A) @ _neighbour_gram(pixels, 0, 0) @ (Bm * Bm).T
+    padded = F.pad(pixels, (1, 1, 1, 1))
+    squared = (A * A) @ _neighbour_gram(pixels, padded, 0, 0) @ (Bm * Bm).T
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        squared = squared + 2 * (A * _shift(A, dy, 1)) @ _neighbour_gram(pixels, dy, dx) @ (Bm * _shift(Bm, dx, 1)).T
+        gram = _neighbour_gram(pixels, padded, dy, dx)
+        squared = squared + 2 * (A * _shift(A, dy, 1)) @ gram @ (Bm * _shift(Bm, dx, 1)).T
     return dots / squared.clamp_min(1e-24).sqrt()[:, None]
 
 
@@ -435,9 +436,11 @@ def text_dim(encoder) -> int:
 
 def build(visual: str = "clip-vit-l-14", text: str = "clip-vit-l-14", fusion: str = "early",
           pretrained: bool = False, config: FusionerConfig | None = None, device=None,
-          encoders: dict | None = None, **overrides) -> Fusioner:
+          encoders: dict | None = None, seed: int | None = None, **overrides) -> Fusioner:
     """Fusioner with registry encoders ``visual`` and ``text`` (the same entry is built once when
-    both sides name it). ``encoders`` may pass already-built encoders by name (shared across models)."""
+    both sides name it). ``encoders`` may pass already-built encoders by name (shared across models).
+    ``seed`` seeds the trainable module's initialisation, once the encoders exist, so that it does not
+    depend on whether they were built now or earlier."""
     from .. import encoders as registry
 
     for name, role, modality in ((visual, "visual", "image"), (text, "text", "text")):
@@ -450,6 +453,8 @@ def build(visual: str = "clip-vit-l-14", text: str = "clip-vit-l-14", fusion: st
         if name not in pool:
             pool[name] = registry.build(name, pretrained=pretrained, device=device)
     config = replace(config or FusionerConfig(), fusion=fusion, **overrides)
+    if seed is not None:
+        torch.manual_seed(seed)
     model = Fusioner(pool[visual], pool[text], config, visual, text, pretrained)
     return model.to(device) if device is not None else model
 

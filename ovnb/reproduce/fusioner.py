@@ -138,10 +138,9 @@ class Runner:
         return replace(base, fusion=e.fusion, decoder=e.decoder, normalisation=self.normalisation)
 
     def build(self, e: Experiment) -> fusioner.Fusioner:
-        torch.manual_seed(e.seed)
         # every profile loads real weights: the embedded toy checkpoints or the released ones
         model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=True, config=self.config(e),
-                               device=self.device, encoders=self.encoders)
+                               device=self.device, encoders=self.encoders, seed=e.seed)
         self.encoders.update({e.visual: model.visual_encoder, e.text: model.text_encoder})
         return model
 
@@ -230,19 +229,29 @@ class Runner:
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         return run_dir / f"evaluation-{digest}.json"
 
-    def is_done(self, e: Experiment, evaluate_on: str | None = None) -> bool:
-        """Whether ``e`` is trained and evaluated on ``evaluate_on`` already (nothing left to compute)."""
+    def is_trained(self, e: Experiment) -> bool:
+        """Whether ``e`` needs no more training (finished, or nothing to train: Table 4's B3)."""
         from ..train import is_finished
 
         model = self.build(e)
-        run_dir = self.run_dir(e, model)
-        trained = model.trainable_parameters() == 0 or is_finished(run_dir, self.schedule(e))
-        return trained and self._evaluation_file(e, run_dir, evaluate_on).is_file()
+        return model.trainable_parameters() == 0 or is_finished(self.run_dir(e, model), self.schedule(e))
+
+    def is_done(self, e: Experiment, evaluate_on: str | None = None) -> bool:
+        """Whether ``e`` is trained and evaluated on ``evaluate_on`` already (nothing left to compute)."""
+        return self.is_trained(e) and self._evaluation_file(e, self.run_dir(e), evaluate_on).is_file()
 
     # -- one experiment --------------------------------------------------------------------------
     def run(self, e: Experiment, evaluate_on: str | None = None, keep_model: bool = False) -> Outcome:
         """Train ``e`` (or load its checkpoint) and evaluate it on its test set, or on
-        ``evaluate_on`` (``"pascal-transfer"``: Table 5's); a kept evaluation is read, not redone."""
+        ``evaluate_on`` (``"pascal-transfer"``: Table 5's); a kept evaluation is read, not redone.
+        With several workers, a missing training is done in a worker, so that every model of a
+        profile is trained the same way (one torch thread), wherever it was asked for; evaluating a
+        trained model is deterministic and runs here."""
+        if self.workers > 1 and not self.is_trained(e):
+            self._compute([e], evaluate_on)
+        return self._run(e, evaluate_on, keep_model)
+
+    def _run(self, e: Experiment, evaluate_on: str | None = None, keep_model: bool = False) -> Outcome:
         model = self.build(e)
         visual_fn = self.visual_fn(model)
         text_fn = fusioner.random_text(model.head.text_dim, e.seed) if e.text_control else None
@@ -283,23 +292,27 @@ class Runner:
                        trained_now, history, model if keep_model else None)
 
     def run_all(self, experiments: list[Experiment], evaluate_on: str | None = None) -> list[Outcome]:
-        """``run`` for each experiment; the ones not yet trained and evaluated are computed first,
-        in ``self.workers`` processes when that is more than one (the toy profile on a CPU)."""
-        todo = [e for e in experiments if not self.is_done(e, evaluate_on)]
-        if self.workers > 1 and len(todo) > 1:
-            if self._pool is None:
-                from functools import partial
+        """``run`` for each experiment; the ones not yet trained are trained (and evaluated) first,
+        side by side in ``self.workers`` processes when that is more than one (the toy profile).
+        Models that are trained already are only evaluated, here."""
+        todo = [e for e in experiments if not self.is_trained(e)]
+        if self.workers > 1 and todo:
+            self._compute(todo, evaluate_on)
+        return [self._run(e, evaluate_on) for e in experiments]
 
-                from .pool import WorkerPool
+    def _compute(self, experiments: list[Experiment], evaluate_on: str | None) -> None:
+        """Train and evaluate ``experiments`` in the worker processes (results land on disk)."""
+        if self._pool is None:
+            from functools import partial
 
-                factory = partial(Runner, self.profile, self.data_seed, self.data_root, self.cache_dir, "cpu",
-                                  False, self.coco_protocol, self.resolution, self.normalisation, self.optimizer,
-                                  self.seeds, 1)
-                self._pool = WorkerPool(factory, self.workers)
-            self._pool.run("run", [(e, evaluate_on) for e in todo], description=f"{len(todo)} Fusioner runs")
-            for cache in self.caches.values():  # the workers wrote new feature shards
-                cache.refresh()
-        return [self.run(e, evaluate_on) for e in experiments]
+            from .pool import WorkerPool
+
+            factory = partial(Runner, self.profile, self.data_seed, self.data_root, self.cache_dir, self.device, False,
+                              self.coco_protocol, self.resolution, self.normalisation, self.optimizer, self.seeds, 1)
+            self._pool = WorkerPool(factory, self.workers)
+        self._pool.run("run", [(e, evaluate_on) for e in experiments], description=f"{len(experiments)} Fusioner runs")
+        for cache in self.caches.values():  # the workers wrote new feature shards
+            cache.refresh()
 
     def close(self) -> None:
         """Stop the worker processes (they also stop when the notebook's kernel ends)."""
