@@ -25,7 +25,7 @@
 # **Every notebook opens the same way**:
 # 1. a title naming the paper and the tables it reproduces, with a Colab badge;
 # 2. an install cell that does something only on Colab;
-# 3. a `parameters` cell that papermill overrides (`PROFILE`, `SEED`, `DATA_ROOT`, `CACHE_DIR`, ...);
+# 3. a `parameters` cell that papermill overrides (`PROFILE`, `SEEDS` or `SEED`, `DATA_ROOT`, `CACHE_DIR`, ...);
 # 4. imports and `ovnb.env.report()`, so an executed copy always says what produced its numbers.
 
 # %%
@@ -100,7 +100,10 @@ papers.cell("fusioner", "Table 4", "B0-CLIP-L", "mIoU").knobs
 # A chapter notebook records each number it reproduces with `ovnb.results.RunRecord`, naming the paper
 # cell, the profile and the weights source (`released`, `retrained` or `toy`). `results.compare()` joins
 # all records with the registry; the status page is drawn from that frame. Cells nobody has reproduced
-# yet show as `not yet`.
+# yet show as `not yet`. A cell computed over several training seeds (three in `toy`) keeps every
+# seed's value; `compare()` gives their mean, sd and n, and the page shows `mean ± sd (n)`. A paper's
+# ordering claim ("early > late") is judged by `ovnb.claims.check_order` against that noise and
+# recorded with its verdict: `holds`, `reversed` or `within noise`.
 
 # %%
 status = results.compare()
@@ -118,6 +121,6 @@ plt.show()
 # registry holds, so the environment page can show its wall time like any other notebook's.
 
 # %%
-record = results.RunRecord("00_about_this_book", profile=PROFILE, seed=SEED)
+record = results.RunRecord("00_about_this_book", profile=PROFILE, seeds=SEED)
 record.metric("paper_cells_with_value", int(registry["has value"].sum()))
 record.save()

@@ -57,7 +57,7 @@ from ovnb.encoders import toy, toy_pretrain
 profile = profiles.load(PROFILE)
 torch.manual_seed(SEED)
 env.report(PROFILE, SEED);
-record = results.RunRecord("00_toy_world", profile=PROFILE, seed=SEED)
+record = results.RunRecord("00_toy_world", profile=PROFILE, seeds=SEED)
 EVAL_N = 600 if profile.eval_images is None or profile.eval_images >= 64 else 40
 
 # %% [markdown]

@@ -155,6 +155,8 @@ del paper_head
 # pixel augmentation, so every epoch after the first reads them instead of running the encoder.
 
 # %%
+# every fold and training seed at once (section 7 uses them all); below, fold 0 with the first seed
+runner.run_all([Experiment(VISUAL, TEXT, fold=f, seed=s) for f in range(4) for s in runner.seeds])
 outcome = runner.run(Experiment(VISUAL, TEXT, fold=0, seed=runner.seeds[0]), keep_model=True)
 model = outcome.model
 hist = pd.DataFrame(outcome.history)

@@ -337,10 +337,26 @@ def transfer_classes(fold: int) -> list[int]:
 
 @lru_cache(maxsize=32)
 def _toy_presence(split: str, length: int, seed: int, shifted: bool) -> tuple[tuple[int, ...], ...]:
+    """The classes in each of ``length`` toy scenes. Finding them means drawing every scene (seconds
+    for thousands), which every training process of the toy profile would repeat, so the lists are
+    kept under ``build/cache/toy-presence/``, named by the world's parameters and a hash of its first
+    and last scene (a changed generator never reads old lists)."""
+    import hashlib
+    import json
+
+    from ..results import build_dir, write_json_atomic
     from .toy_world import ToyWorld
 
     world = ToyWorld(split, length, seed, kind="scene", shifted=shifted)
-    return tuple(tuple(world.raw(i)["classes"]) for i in range(length))
+    h = hashlib.sha1()
+    for i in sorted({0, length - 1}):
+        h.update(np.ascontiguousarray(world.raw(i)["image"]).tobytes())
+    path = build_dir() / "cache" / "toy-presence" / f"{split}-{length}-{seed}-{int(shifted)}-{h.hexdigest()[:12]}.json"
+    if path.is_file():
+        return tuple(tuple(c) for c in json.loads(path.read_text()))
+    presence = tuple(tuple(world.raw(i)["classes"]) for i in range(length))
+    write_json_atomic(path, presence)
+    return presence
 
 
 def toy_fold_episodes(fold: int, split: str = "val", images: int = 2000, episodes: int | None = 1000,
