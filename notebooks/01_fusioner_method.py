@@ -35,11 +35,11 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
-SEEDS = None  # training seeds; None: the profile's (toy: 3, so every claim carries its spread)
+SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3, so every claim carries its spread)
 DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
 CACHE_DIR = "build/cache"  # frozen-feature cache
-VISUAL = None  # None: toy-clip-vit in the toy profiles, clip-vit-l-14 otherwise
-TEXT = None
+VISUAL: str | None = None  # None: toy-clip-vit in the toy profiles, clip-vit-l-14 otherwise
+TEXT: str | None = None
 
 # %%
 import inspect

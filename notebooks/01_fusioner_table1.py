@@ -40,11 +40,11 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
-SEEDS = None  # training seeds; None: the profile's (toy: 3)
+SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
 CACHE_DIR = "build/cache"  # frozen-feature cache
 
-GRID = None  # None: the profile's grid (below); or a list of (paper row, visual, text, fusions)
+GRID: list | None = None  # None: the profile's grid (below); or a list of (paper row, visual, text, fusions)
 
 # %%
 import matplotlib.pyplot as plt

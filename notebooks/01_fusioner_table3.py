@@ -40,7 +40,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
-SEEDS = None  # training seeds; None: the profile's (toy: 3)
+SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
 CACHE_DIR = "build/cache"  # frozen-feature cache
 

@@ -6,6 +6,7 @@
     ovnb status [--profile P]            print the reproduction status from existing run records
     ovnb toy pretrain | toy check        regenerate / verify the toy foundation models
     ovnb benchmark fusioner-cache        Fusioner training step time with and without the feature cache
+    ovnb benchmark fusioner-cosine       the output-size cosine, direct vs upsampled_cosine
     ovnb profiles                        list the profiles
 """
 
@@ -43,7 +44,7 @@ def cmd_run(args) -> int:
     try:
         runs = runner.run_notebooks(names, _profile(args.profile), _parameters(args.param),
                                     progress=not args.quiet, timeout=args.timeout)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"ovnb: {err}") from None
     print(runner.summarize(runs))
     return 1 if any(r.status != "ok" for r in runs) else 0
@@ -128,6 +129,15 @@ def cmd_profiles(args) -> int:
 def cmd_benchmark(args) -> int:
     from .reproduce import benchmark
 
+    if args.what == "fusioner-cosine":
+        configs = args.configs or list(benchmark.COSINE_SHAPES)
+        unknown = [c for c in configs if c not in benchmark.COSINE_SHAPES]
+        if unknown:
+            raise SystemExit(f"ovnb: unknown cosine shape(s) {unknown}; valid: {list(benchmark.COSINE_SHAPES)}")
+        print(benchmark.report_cosine([benchmark.measure_cosine(c, steps=args.steps, device=args.device)
+                                       for c in configs]))
+        return 0
+    args.configs = args.configs or ["toy", "clip-l"]
     unknown = [c for c in args.configs if c not in benchmark.CONFIGS]
     if unknown:
         raise SystemExit(f"ovnb: unknown benchmark config(s) {unknown}; valid: {list(benchmark.CONFIGS)}")
@@ -182,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_toy_check)
 
     p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
-    p.add_argument("what", choices=["fusioner-cache"], help="fusioner-cache: training step with vs without the cache")
-    p.add_argument("--configs", nargs="+", default=["toy", "clip-l"])
+    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine"],
+                   help="fusioner-cache: training step with vs without the cache; fusioner-cosine: Eq. (4)'s "
+                        "similarity as interpolate + cosine vs upsampled_cosine (configs toy, paper)")
+    p.add_argument("--configs", nargs="+", default=None, help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--device", default=None)

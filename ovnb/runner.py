@@ -82,6 +82,93 @@ def load_runs(profile: str) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def notebook_parameters(source: Path) -> dict[str, tuple[object, str | None]]:
+    """The parameters cell of ``source``: name -> (default value, annotation text or None)."""
+    import ast
+
+    import jupytext
+
+    cells = [c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])]
+    found: dict[str, tuple[object, str | None]] = {}
+    for cell in cells:
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name, value, annotation = node.targets[0].id, node.value, None
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                name, value, annotation = node.target.id, node.value, ast.unparse(node.annotation)
+            else:
+                continue
+            try:
+                default = ast.literal_eval(value)
+            except ValueError:
+                default = None
+            found[name] = (default, annotation)
+    return found
+
+
+def _matches(value, annotation: str) -> bool:
+    """Whether ``value`` fits a parameter annotation made of int, float, str, bool, None, list[...]
+    and ``|`` (the forms the notebooks use)."""
+    for option in (a.strip() for a in _split_union(annotation)):
+        if option == "None" and value is None:
+            return True
+        if option in ("int", "float", "str", "bool") and _fits_scalar(value, option):
+            return True
+        if option.startswith("list[") and option.endswith("]") and isinstance(value, list):
+            if all(_matches(v, option[5:-1]) for v in value):
+                return True
+        if option == "list" and isinstance(value, list):
+            return True
+    return False
+
+
+def _split_union(annotation: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(annotation):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "|" and depth == 0:
+            parts.append(annotation[start:i])
+            start = i + 1
+    return parts + [annotation[start:]]
+
+
+def _type_name(default) -> str | None:
+    """The type a default value stands for (``None`` and other defaults constrain nothing)."""
+    for kind, types in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", list)):
+        if isinstance(default, types):
+            return kind
+    return None
+
+
+def _fits_scalar(value, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return {"int": isinstance(value, int), "float": isinstance(value, (int, float)),
+            "str": isinstance(value, str)}[kind]
+
+
+def check_parameters(sources: list[Path], parameters: dict) -> None:
+    """Refuse, before any notebook runs, a parameter no notebook declares or a value of the wrong type.
+
+    The type comes from the parameter's annotation in the parameters cell (``SEEDS: list[int] | None
+    = None``), else from its default (``SEED = 0`` takes an int; a ``None`` default takes anything)."""
+    declared = {source.stem: notebook_parameters(source) for source in sources}
+    for name, value in parameters.items():
+        owners = {nb: spec[name] for nb, spec in declared.items() if name in spec}
+        if not owners:
+            known = sorted({n for spec in declared.values() for n in spec})
+            raise ValueError(f"parameter {name!r} is not a parameter of {', '.join(declared) or 'these notebooks'}; "
+                             f"their parameters: {', '.join(known)}")
+        for nb, (default, annotation) in owners.items():
+            expected = annotation or _type_name(default)
+            if expected is not None and not _matches(value, expected):
+                raise ValueError(f"parameter {name}={value!r} ({type(value).__name__}) does not fit {nb}'s "
+                                 f"{name}, which takes {expected} (default {default!r})")
+
+
 def run_notebooks(names, profile: str, parameters: dict | None = None, progress: bool = True,
                   timeout: int | None = None) -> list[NotebookRun]:
     """Execute ``names`` in ``profile``; returns one ``NotebookRun`` per notebook, failed ones included."""
@@ -90,6 +177,7 @@ def run_notebooks(names, profile: str, parameters: dict | None = None, progress:
 
     prof = profiles.load(profile)
     sources = [resolve(n) for n in names]
+    check_parameters(sources, {k: v for k, v in (parameters or {}).items() if k != "PROFILE"})
     out_dir = executed_dir(prof.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"PROFILE": prof.name, **(parameters or {})}

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ovnb import cli, runner
 
 GOOD = '''# %% tags=["parameters"]
@@ -49,3 +51,17 @@ def test_unknown_notebook_and_profile_are_clear_errors(build_dir):
         cli.main(["run", "nope", "--profile", "smoke", "-q"])
     with pytest.raises(SystemExit, match="unknown profile 'huge'"):
         cli.main(["run", "00_about_this_book", "--profile", "huge", "-q"])
+
+
+def test_parameters_are_checked_against_the_parameters_cell_before_anything_runs(tmp_path):
+    source = tmp_path / "01_demo.py"
+    source.write_text('# %% tags=["parameters"]\nPROFILE = "toy"\nSEED = 0\nSEEDS: list[int] | None = None\n'
+                      'RATE = 0.5\nNAME = "x"\nGRID = None\n\n# %%\nprint(SEED)\n')
+    assert runner.notebook_parameters(source)["SEEDS"] == (None, "list[int] | None")
+    for good in ({"SEED": 3}, {"SEEDS": [0, 1, 2]}, {"SEEDS": None}, {"RATE": 1}, {"GRID": [("a", 1)]}):
+        runner.check_parameters([source], good)
+    for bad, match in (({"SEED": "abc"}, r"SEED='abc' \(str\).*takes int"), ({"SEED": True}, "takes int"),
+                       ({"SEEDS": [0, "a"]}, r"takes list\[int\] \| None"), ({"RATE": "fast"}, "takes float"),
+                       ({"SEDE": 1}, "'SEDE' is not a parameter")):
+        with pytest.raises(ValueError, match=match):
+            runner.check_parameters([source], bad)

@@ -1,7 +1,8 @@
 """The methods of the book, built by one factory.
 
 Every method is a ``torch.nn.Module`` with ``segment(images [B, 3, H, W], class_names) ->
-[B, K, H, W]`` per-class scores at the input resolution (the shared contract of the book).
+[B, K, H, W]`` per-class scores at the input resolution (the shared contract of the book); its
+inputs are checked first by ``ovnb.methods.contract.check_inputs``, the same for every method.
 
     >>> model = ovnb.methods.build("fusioner", visual="toy-clip-vit", text="toy-clip-vit",
     ...                            fusion="early", pretrained=True)

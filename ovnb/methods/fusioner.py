@@ -396,6 +396,9 @@ class Fusioner(nn.Module):
 
     def segment(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
         """Per-class logits (cosine / τ) ``[B, K, H, W]`` at the input resolution."""
+        from .contract import check_inputs
+
+        images, class_names = check_inputs(images, class_names)
         visual = self.visual_tokens(images)
         text = self.text_embeddings(class_names)
         logits = self.forward_features(visual, text, (self.image_size, self.image_size))

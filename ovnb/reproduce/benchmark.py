@@ -101,3 +101,54 @@ def report(timings: list[Timing]) -> str:
         lines.append(f"{t.config:8} {t.device:6} {t.batch:5d} {t.uncached_s:16.3f} {t.cached_s:14.3f} "
                      f"{t.step_ratio:11.2f}x {t.training_ratio:15.2f}x")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# The similarity at the output size: interpolate-then-cosine vs ``fusioner.upsampled_cosine``
+
+COSINE_SHAPES = {
+    # name: (batch, channels, decoder output size, output size, classes)
+    "toy": (8, 128, 32, 64, 1),  # the toy decoder (32^2) to the 64-px input, one query per episode
+    "paper": (4, 512, 112, 224, 1),  # the paper's decoder (ViT-L/14: 16^2 -> 112^2) to 224 px
+}
+
+
+def measure_cosine(name: str, steps: int = 5, device=None, seed: int = 0) -> dict:
+    """Seconds per forward + backward of Eq. (4)'s similarity, both ways, measured side by side."""
+    import torch.nn.functional as F
+
+    from .. import env
+
+    device = torch.device(device or env.device())
+    b, c, low, high, k = COSINE_SHAPES[name]
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(b, c, low, low, generator=g).to(device).requires_grad_()
+    text = torch.randn(b, k, c, generator=g).to(device)
+
+    def direct():
+        up = F.interpolate(pixels, size=(high, high), mode="bilinear", align_corners=False)
+        return torch.einsum("bkc,bchw->bkhw", F.normalize(text, dim=-1), F.normalize(up, dim=1))
+
+    def fast():
+        return fusioner.upsampled_cosine(pixels, text, (high, high))
+
+    out = {"shape": name, "device": str(device)}
+    for label, fn in (("interpolate + cosine", direct), ("upsampled_cosine", fast)):
+        fn().sum().backward()  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            pixels.grad = None
+            fn().sum().backward()
+        _sync(device)
+        out[label] = (time.perf_counter() - t0) / steps
+    out["ratio"] = out["interpolate + cosine"] / out["upsampled_cosine"]
+    return out
+
+
+def report_cosine(rows: list[dict]) -> str:
+    lines = [f"{'shape':6} {'device':6} {'interpolate + cosine s':>23} {'upsampled_cosine s':>19} {'ratio':>7}"]
+    for r in rows:
+        lines.append(f"{r['shape']:6} {r['device']:6} {r['interpolate + cosine']:23.4f} {r['upsampled_cosine']:19.4f} "
+                     f"{r['ratio']:6.2f}x")
+    return "\n".join(lines)
