@@ -249,8 +249,9 @@ import seaborn as sns
 
 fig, ax = plt.subplots(figsize=(6, 3))
 sns.barplot(data=zs, x="fold", y="mIoU", hue="class names", errorbar="sd", ax=ax)
-sns.stripplot(data=zs, x="fold", y="mIoU", hue="class names", dodge=True, color="k", size=3, legend=False, ax=ax)
+sns.stripplot(data=zs, x="fold", y="mIoU", hue="class names", dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
 ax.set_ylabel("mIoU on unseen classes (%)")
+ax.legend(title="class names", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 ax.set_title(f"language control ({PROFILE} profile, {WEIGHTS} weights; bars: mean ± sd over "
              f"{len(runner.seeds)} seeds, dots: seeds)", fontsize=8)
 plt.show()

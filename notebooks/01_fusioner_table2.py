@@ -94,7 +94,7 @@ import seaborn as sns
 
 fig, ax = plt.subplots(figsize=(6, 3))
 sns.barplot(data=ours, x="fold", y="mIoU", hue="dataset", errorbar="sd", ax=ax)
-sns.stripplot(data=ours, x="fold", y="mIoU", hue="dataset", dodge=True, color="k", size=3, legend=False, ax=ax)
+sns.stripplot(data=ours, x="fold", y="mIoU", hue="dataset", dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
 paper = full[(full["row"] == "Fusioner ViT-L/14") & full["column"].str.startswith("PASCAL 5")]
 ax.plot(range(4), paper["paper_value"].values, "k_", markersize=20, label="paper (PASCAL-5i)")
 ax.set_ylabel("mIoU on unseen classes (%)")
