@@ -1,42 +1,13 @@
-"""COCO 2014 images with HSNet's class-id masks, for COCO-20i and Table 5.
+"""Prepare ``coco2014`` under ``--root`` (default ``data``): a thin entry point to ``ovnb data prepare coco2014``.
 
     python data_scripts/coco2014.py --root data
 
-Result: ``data/COCO2014/{train2014,val2014}/*.jpg`` and
-``data/COCO2014/annotations/{train2014,val2014}/*.png`` (class ids 1..80 in HSNet's order, 0 background).
-The images come from cocodataset.org, the masks from HSNet's release (its README's links). The
-official Fusioner code expects one more nesting level (``train2014/train2014/``); the loaders of
-``ovnb`` use HSNet's layout above. Then run ``data_scripts/fewshot_splits.py``.
+The logic ships with the package (``ovnb/data/prepare/coco2014.py``), so a pip install can run it too.
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import cli, fetch_folder, google_drive  # noqa: E402
-
-SOURCES = {
-    "train2014": ("http://images.cocodataset.org/zips/train2014.zip", "train2014.zip", None),
-    "val2014": ("http://images.cocodataset.org/zips/val2014.zip", "val2014.zip", None),
-    "masks_train2014": (google_drive("1cwup51kcr4m7v9jO14ArpxKMA4O3-Uge"), "hsnet_masks_train2014.zip", None),
-    "masks_val2014": (google_drive("1PNw4U3T2MhzAEBWGGgceXvYU3cZ7mJL1"), "hsnet_masks_val2014.zip", None),
-}
-
-
-def prepare(root: Path, sources: dict = SOURCES) -> Path:
-    root = Path(root)
-    base = root / "COCO2014"
-    downloads = root / "downloads"
-    for split in ("train2014", "val2014"):
-        if not (base / split).is_dir():
-            fetch_folder(sources[split], downloads, split, base / split)
-        if not (base / "annotations" / split).is_dir():
-            fetch_folder(sources[f"masks_{split}"], downloads, split, base / "annotations" / split)
-    print(f"COCO 2014 with HSNet masks ready in {base}")
-    return base
-
+from ovnb.data.prepare import main
 
 if __name__ == "__main__":
-    sys.exit(cli(prepare, __doc__))
+    sys.exit(main("coco2014"))

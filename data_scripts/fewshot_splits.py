@@ -1,85 +1,13 @@
-"""HSNet's split files for PASCAL-5i, COCO-20i and FSS-1000 (the lists the official Fusioner code uses).
+"""Prepare ``fewshot-splits`` under ``--root`` (default ``data``): a thin entry point to ``ovnb data prepare fewshot-splits``.
 
     python data_scripts/fewshot_splits.py --root data
 
-Result: ``data/splits/pascal/{trn,val}/fold{0..3}.txt``, ``data/splits/coco/{trn,val}/fold{0..3}.pkl``,
-``data/splits/fss/{trn,val,test}.txt``, fetched from HSNet's repository and checked against the line /
-pair counts in ``ovnb/data/fewshot_classes.yaml`` (HSNet publishes no checksums; counts catch a
-truncated or wrong file). The COCO pickles are read with an unpickler that refuses any object.
+The logic ships with the package (``ovnb/data/prepare/fewshot_splits.py``), so a pip install can run it too.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import download  # noqa: E402
-
-BASE_URL = "https://raw.githubusercontent.com/juhongm999/hsnet/main/data/splits"
-
-
-def files() -> list[str]:
-    out = [f"pascal/{s}/fold{i}.txt" for s in ("trn", "val") for i in range(4)]
-    out += [f"coco/{s}/fold{i}.pkl" for s in ("trn", "val") for i in range(4)]
-    out += [f"fss/{s}.txt" for s in ("trn", "val", "test")]
-    return out
-
-
-def check(root: Path) -> list[str]:
-    """Problems with the split files under ``root/splits`` (empty when all counts match)."""
-    from ovnb.data import fewshot
-
-    counts = fewshot.expected_counts()
-    splits = Path(root) / "splits"
-    problems = []
-    for s in ("trn", "val"):
-        for i in range(4):
-            path = splits / "pascal" / s / f"fold{i}.txt"
-            if path.is_file():
-                n = len(path.read_text().split())
-                if n != counts["pascal"][s][i]:
-                    problems.append(f"{path}: {n} lines, expected {counts['pascal'][s][i]}")
-            else:
-                problems.append(f"{path}: missing")
-            path = splits / "coco" / s / f"fold{i}.pkl"
-            if path.is_file():
-                n = sum(len(v) for v in fewshot.load_split_pickle(path).values())
-                if n != counts["coco"][f"{s}_pairs"][i]:
-                    problems.append(f"{path}: {n} pairs, expected {counts['coco'][f'{s}_pairs'][i]}")
-            else:
-                problems.append(f"{path}: missing")
-    for s in ("trn", "val", "test"):
-        path = splits / "fss" / f"{s}.txt"
-        if path.is_file():
-            n = len(path.read_text().split())
-            if n != counts["fss"][s]:
-                problems.append(f"{path}: {n} classes, expected {counts['fss'][s]}")
-        else:
-            problems.append(f"{path}: missing")
-    return problems
-
-
-def prepare(root: Path, base_url: str = BASE_URL) -> Path:
-    root = Path(root)
-    for rel in files():
-        download(f"{base_url}/{rel}", root / "splits" / rel)
-    problems = check(root)
-    if problems:
-        raise RuntimeError("split files do not match HSNet's counts:\n  " + "\n  ".join(problems))
-    print(f"HSNet split files ready in {root / 'splits'}")
-    return root / "splits"
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="data", type=Path)
-    parser.add_argument("--base-url", default=BASE_URL)
-    args = parser.parse_args(argv)
-    prepare(args.root, args.base_url)
-    return 0
-
+from ovnb.data.prepare import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("fewshot-splits"))

@@ -1,31 +1,13 @@
-"""FSS-1000 (1000 classes x 10 images with binary masks), for Mosaic-4 (Table 3).
+"""Prepare ``fss1000`` under ``--root`` (default ``data``): a thin entry point to ``ovnb data prepare fss1000``.
 
     python data_scripts/fss1000.py --root data
 
-Result: ``data/FSS-1000/<class>/<n>.jpg`` and ``<n>.png``, from HSNet's release of FSS-1000 (its
-README's link). Then run ``data_scripts/fewshot_splits.py`` for the 520 / 240 / 240 class split.
+The logic ships with the package (``ovnb/data/prepare/fss1000.py``), so a pip install can run it too.
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import cli, fetch_folder, google_drive  # noqa: E402
-
-SOURCES = {"fss": (google_drive("1Fn-cUESMMF1pQy8Xff-vPQvXJdZoUlP3"), "FSS-1000.zip", None)}
-
-
-def prepare(root: Path, sources: dict = SOURCES) -> Path:
-    root = Path(root)
-    dest = root / "FSS-1000"
-    if not dest.is_dir():
-        fetch_folder(sources["fss"], root / "downloads", "FSS-1000", dest)
-    classes = [p for p in dest.iterdir() if p.is_dir()]
-    print(f"FSS-1000 ready in {dest} ({len(classes)} class folders)")
-    return dest
-
+from ovnb.data.prepare import main
 
 if __name__ == "__main__":
-    sys.exit(cli(prepare, __doc__))
+    sys.exit(main("fss1000"))

@@ -40,7 +40,7 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
 SEED = 0
-DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
+DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 CACHE_DIR = "build/cache"  # frozen-feature cache
 
 # %%

@@ -36,7 +36,8 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3, so every claim carries its spread)
-DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
+DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
+PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
 CACHE_DIR = "build/cache"  # frozen-feature cache
 VISUAL: str | None = None  # None: toy-clip-vit in the toy profiles, clip-vit-l-14 otherwise
 TEXT: str | None = None
@@ -56,7 +57,8 @@ from ovnb.methods import fusioner
 from ovnb.reproduce.fusioner import Experiment, start_notebook, unit_values
 from ovnb.viz import episode_grid
 
-runner, record = start_notebook("01_fusioner_method", PROFILE, SEEDS, DATA_ROOT, CACHE_DIR, progress=True)
+runner, record = start_notebook("01_fusioner_method", PROFILE, SEEDS, DATA_ROOT, CACHE_DIR, progress=True,
+                                prepare_data=PREPARE_DATA)
 env.report(PROFILE, runner.seeds)
 toy = runner.toy
 VISUAL = VISUAL or ("toy-clip-vit" if toy else "clip-vit-l-14")

@@ -39,7 +39,8 @@ if "google.colab" in sys.modules:
 # %% tags=["parameters"]
 PROFILE = "toy"  # toy | smoke | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
-DATA_ROOT = "data"  # where data_scripts/ prepare the real datasets
+DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
+PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
 CACHE_DIR = "build/cache"  # frozen-feature cache
 
 COCO_PROTOCOL = "hsnet-uniform"  # or "official-first-1000" (the official code's sorted first 1000 pairs)
@@ -53,7 +54,8 @@ import torch
 from ovnb import env, results
 from ovnb.reproduce.fusioner import Experiment, paper_vs_ours, record_folds, start_notebook
 
-runner, record = start_notebook("01_fusioner_table2", PROFILE, SEEDS, DATA_ROOT, CACHE_DIR)
+runner, record = start_notebook("01_fusioner_table2", PROFILE, SEEDS, DATA_ROOT, CACHE_DIR,
+                                prepare_data=PREPARE_DATA)
 env.report(PROFILE, runner.seeds)
 toy = runner.toy
 WEIGHTS = runner.weights_source()

@@ -5,6 +5,7 @@
     ovnb reproduce --profile P           execute every notebook and print the reproduction status
     ovnb status [--profile P]            print the reproduction status from existing run records
     ovnb toy pretrain | toy check        regenerate / verify the toy foundation models
+    ovnb data list | prepare NAME... --root DIR   the real datasets: what they download; prepare them
     ovnb benchmark fusioner-cache        Fusioner training step time with and without the feature cache
     ovnb benchmark fusioner-cosine       the output-size cosine, direct vs upsampled_cosine
     ovnb profiles                        list the profiles
@@ -149,6 +150,31 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data import prepare
+
+    if args.data_command == "list":
+        for name in prepare.names():
+            print(prepare.plan(name, args.root))
+        return 0
+    unknown = [n for n in args.names if n not in prepare.DATASETS]
+    if unknown:
+        raise SystemExit(f"ovnb: unknown dataset(s) {unknown}; datasets that can be prepared: {prepare.names()}")
+    for name in args.names:
+        sources = None
+        if args.source:
+            sources = dict(prepare.module(name).SOURCES)
+            for pair in args.source:
+                key, _, url = pair.partition("=")
+                if key not in sources or not url:
+                    raise SystemExit(f"ovnb: {name} has no source {key!r} (or no URL given); its sources: "
+                                     f"{', '.join(sources)} (write --source KEY=URL)")
+                sources[key] = (url, *sources[key][1:]) if isinstance(sources[key], tuple) else url
+        print(prepare.plan(name, args.root), flush=True)
+        prepare.prepare(name, args.root, sources)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovnb", description="Open-vocabulary segmentation research book")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", action="store_true", help="also measure zero-shot / ITM accuracy")
     p.add_argument("-n", type=int, default=600, help="held-out images for --quality")
     p.set_defaults(func=cmd_toy_check)
+
+    data_parser = sub.add_parser("data", help="prepare the real datasets under DATA_ROOT")
+    data_sub = data_parser.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("list", help="the datasets that can be prepared, what each downloads")
+    p.add_argument("--root", default="data", help="DATA_ROOT (default: data)")
+    p.set_defaults(func=cmd_data)
+    p = data_sub.add_parser("prepare", help="download, verify and lay out datasets (resumes; keeps what is there)")
+    p.add_argument("names", nargs="+", help="dataset names (ovnb data list)")
+    p.add_argument("--source", action="append", metavar="KEY=URL",
+                   help="fetch one source from elsewhere (a mirror, a file:// path); keys per dataset module's SOURCES")
+    p.add_argument("--root", default="data", help="DATA_ROOT (default: data)")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
     p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine"],

@@ -113,12 +113,13 @@ def test_pascal_loader_on_a_fixture_layout(tmp_path):
                                                                ("2007_000002", 12), ("2007_000003", 12)]
 
 
-def test_a_missing_dataset_names_the_layout_and_the_script(tmp_path):
-    with pytest.raises(fewshot.DatasetMissingError, match=r"(?s)VOC2012.*data_scripts/voc2012.py"):
+def test_a_missing_dataset_names_the_layout_and_the_command(tmp_path):
+    with pytest.raises(fewshot.DatasetMissingError, match=r"(?s)VOC2012.*ovnb data prepare voc2012 fewshot-splits") as err:
         fewshot.pascal_episodes(tmp_path, 0)
-    with pytest.raises(fewshot.DatasetMissingError, match="data_scripts/coco2014.py"):
+    assert err.value.datasets == ("voc2012", "fewshot-splits") and err.value.root == tmp_path
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare coco2014 fewshot-splits"):
         fewshot.coco_episodes(tmp_path, 0)
-    with pytest.raises(fewshot.DatasetMissingError, match="data_scripts/fss1000.py"):
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare fss1000 fewshot-splits"):
         fewshot.Mosaic4(tmp_path)
 
 

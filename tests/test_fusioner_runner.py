@@ -64,3 +64,26 @@ def test_parallel_workers_compute_what_one_process_computes(tmp_path, monkeypatc
         assert one.keys() == two.keys()
         for name in one:
             torch.testing.assert_close(one[name], two[name], rtol=0, atol=0)
+
+
+def test_prepare_data_prepares_a_missing_dataset_then_loads_it(build_dir, tmp_path, monkeypatch, capsys):
+    from test_fewshot import make_voc
+
+    from ovnb.data import fewshot, prepare
+
+    prepared = []
+
+    def fake_prepare(name, root, sources=None):  # stands in for the downloads
+        prepared.append(name)
+        if name == "voc2012":  # the fixture writes the images, masks and split lists at once
+            make_voc(root)
+
+    monkeypatch.setattr(prepare, "prepare", fake_prepare)
+    profile = smoke(data="real")
+    e = Experiment("toy-clip-vit", "toy-clip-vit", fold=0, dataset="pascal")
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare voc2012 fewshot-splits"):
+        Runner(profile, data_root=tmp_path / "data", cache_dir=None).test_set(e)
+    assert not prepared
+    episodes = Runner(profile, data_root=tmp_path / "data", cache_dir=None, prepare_data=True).test_set(e)
+    assert prepared == ["voc2012", "fewshot-splits"] and len(episodes) > 0
+    assert "downloads VOCtrainval_11-May-2012.tar" in capsys.readouterr().out

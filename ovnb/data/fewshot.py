@@ -20,7 +20,7 @@ Folds (HSNet's, as in the official Fusioner code):
 * FSS-1000: HSNet's 520 / 240 / 240 class split, 10 images per class, masks binarised at 128.
 * Mosaic-4: 600 seeded 2x2 mosaics of four FSS-1000 test images of four different classes.
 
-Expected layout under ``root`` (what ``data_scripts/`` prepares)::
+Expected layout under ``root`` (what ``ovnb data prepare`` lays out)::
 
     root/VOCdevkit/VOC2012/JPEGImages/*.jpg
     root/VOCdevkit/VOC2012/SegmentationClassAug/*.png     (SBD-augmented masks, values 0..20, 255)
@@ -45,15 +45,18 @@ import yaml
 HERE = Path(__file__).parent
 IGNORE_INDEX = 255
 COCO_PROTOCOLS = ("hsnet-uniform", "official-first-1000")
-SCRIPTS = {
-    "pascal": "python data_scripts/voc2012.py --root {root} && python data_scripts/fewshot_splits.py --root {root}",
-    "coco": "python data_scripts/coco2014.py --root {root} && python data_scripts/fewshot_splits.py --root {root}",
-    "fss": "python data_scripts/fss1000.py --root {root} && python data_scripts/fewshot_splits.py --root {root}",
-}
+# the prepared datasets (``ovnb.data.prepare``) each benchmark family reads
+NEEDS = {"pascal": ("voc2012", "fewshot-splits"), "coco": ("coco2014", "fewshot-splits"),
+         "fss": ("fss1000", "fewshot-splits")}
 
 
 class DatasetMissingError(FileNotFoundError):
-    """A dataset (or part of it) is not where the loaders expect it."""
+    """A dataset (or part of it) is not where the loaders expect it; ``datasets`` names what
+    ``ovnb.data.prepare`` must prepare and ``root`` where."""
+
+    def __init__(self, message: str, datasets: tuple[str, ...] = (), root: Path | None = None):
+        super().__init__(message)
+        self.datasets, self.root = datasets, root
 
 
 @lru_cache(maxsize=None)
@@ -90,9 +93,13 @@ def seen_classes(dataset: str, fold: int) -> list[int]:
 
 def require(path: Path, dataset: str, root: Path, what: str) -> Path:
     if not path.exists():
+        from .prepare import command
+
+        needs = NEEDS[dataset]
         raise DatasetMissingError(
             f"{dataset}: {what} not found at {path}.\nExpected layout: see ovnb.data.fewshot (module docstring).\n"
-            f"Prepare it with: {SCRIPTS[dataset].format(root=root)}")
+            f"Prepare it with: {command(list(needs), root)}\n(in a notebook: set PREPARE_DATA = True, or call "
+            f"ovnb.data.prepare.prepare(name, {str(root)!r}) for each of {', '.join(needs)})", needs, Path(root))
     return path
 
 

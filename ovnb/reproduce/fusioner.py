@@ -105,7 +105,7 @@ class Runner:
     def __init__(self, profile, data_seed: int = 0, data_root: str | Path = "data",
                  cache_dir: str | Path | None = None, device=None, progress: bool = False,
                  coco_protocol: str = "hsnet-uniform", resolution: str = "original", normalisation: str = "encoder",
-                 optimizer: str = "paper", seeds=None, workers: int | None = None):
+                 optimizer: str = "paper", seeds=None, workers: int | None = None, prepare_data: bool = False):
         self.profile = profile
         self.data_seed = data_seed
         self.data_root = _resolve(data_root)
@@ -129,6 +129,7 @@ class Runner:
         self.caches: dict = {}
         self.datasets: dict = {}
         self._pool = None
+        self.prepare_data = prepare_data
 
     # -- models and data -----------------------------------------------------------------------
     def config(self, e: Experiment) -> fusioner.FusionerConfig:
@@ -154,6 +155,21 @@ class Runner:
         cache.model = model
         return cache
 
+    def _load(self, make):
+        """``make()``; a missing real dataset is prepared first when ``prepare_data`` is set (the
+        notebooks' ``PREPARE_DATA``), saying what it downloads, how large and where."""
+        from ..data import prepare
+
+        try:
+            return make()
+        except fewshot.DatasetMissingError as missing:
+            if not self.prepare_data or not missing.datasets:
+                raise
+            for name in missing.datasets:
+                print(prepare.plan(name, self.data_root), flush=True)
+                prepare.prepare(name, self.data_root)
+            return make()
+
     def train_set(self, e: Experiment):
         key = ("trn", e.dataset, e.fold)
         if key not in self.datasets:
@@ -165,11 +181,11 @@ class Runner:
                 else:
                     ds = fewshot.toy_fold_episodes(e.fold, "trn", images=TOY_TRAIN_IMAGES, seed=self.data_seed)
             elif e.dataset == "pascal":
-                ds = fewshot.TrainCrops(fewshot.pascal_episodes(self.data_root, e.fold, "trn"))
+                ds = fewshot.TrainCrops(self._load(lambda: fewshot.pascal_episodes(self.data_root, e.fold, "trn")))
             elif e.dataset == "coco":
-                ds = fewshot.TrainCrops(fewshot.coco_episodes(self.data_root, e.fold, "trn"))
-            else:  # Table 3: trained on FSS-1000 with |W| = 4, i.e. on mosaics of its training classes
-                ds = fewshot.Mosaic4(self.data_root, length=1300, seed=self.data_seed + 1, split="trn")  # 520 x 10 / 4
+                ds = fewshot.TrainCrops(self._load(lambda: fewshot.coco_episodes(self.data_root, e.fold, "trn")))
+            else:  # Table 3: trained on FSS-1000 with |W| = 4, i.e. on mosaics of its training classes (520 x 10 / 4)
+                ds = self._load(lambda: fewshot.Mosaic4(self.data_root, length=1300, seed=self.data_seed + 1, split="trn"))
             self.datasets[key] = ds
         return self.datasets[key]
 
@@ -187,13 +203,15 @@ class Runner:
                     ds = fewshot.toy_fold_episodes(e.fold, "val", images=TOY_TEST_IMAGES, episodes=n, seed=self.data_seed,
                                                    shifted=target == "pascal-transfer")
             elif target == "pascal":
-                ds = fewshot.pascal_episodes(self.data_root, e.fold, "val")
+                ds = self._load(lambda: fewshot.pascal_episodes(self.data_root, e.fold, "val"))
             elif target == "coco":
-                ds = fewshot.coco_episodes(self.data_root, e.fold, "val", self.coco_protocol, episodes=n, seed=self.data_seed)
+                ds = self._load(lambda: fewshot.coco_episodes(self.data_root, e.fold, "val", self.coco_protocol,
+                                                              episodes=n, seed=self.data_seed))
             elif target == "pascal-transfer":
-                ds = fewshot.transfer_episodes(self.data_root, e.fold)
+                ds = self._load(lambda: fewshot.transfer_episodes(self.data_root, e.fold))
             else:
-                ds = fewshot.Mosaic4(self.data_root, length=600 if self.profile.name == "paper" else n, seed=self.data_seed)
+                ds = self._load(lambda: fewshot.Mosaic4(self.data_root, length=600 if self.profile.name == "paper" else n,
+                                                        seed=self.data_seed))
             self.datasets[key] = ds
         return self.datasets[key]
 
@@ -325,14 +343,15 @@ class Runner:
 
 
 def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data",
-                   cache_dir: str | Path | None = None, progress: bool = False) -> tuple[Runner, results.RunRecord]:
+                   cache_dir: str | Path | None = None, progress: bool = False,
+                   prepare_data: bool = False) -> tuple[Runner, results.RunRecord]:
     """The setup cell of a Fusioner notebook: load ``profile`` and return a ``Runner`` on the
-    available device for the training ``seeds`` (``None``: the profile's) and the notebook's
-    ``RunRecord`` (which times the notebook)."""
+    available device for the training ``seeds`` (``None``: the profile's), preparing missing real
+    datasets when ``prepare_data``, and the notebook's ``RunRecord`` (which times the notebook)."""
     from .. import env, profiles
 
     runner = Runner(profiles.load(profile), data_root=data_root, cache_dir=cache_dir, device=env.device(),
-                    progress=progress, seeds=seeds)
+                    progress=progress, seeds=seeds, prepare_data=prepare_data)
     return runner, results.RunRecord(notebook, profile, runner.seeds)
 
 

@@ -1,9 +1,9 @@
-"""Dataset scripts on fixture archives served locally: resume, checksums, safe extraction, layout."""
+"""Dataset preparation (``ovnb.data.prepare``) on fixture archives served locally: resume, checksums,
+safe extraction, layout; from the command line outside the checkout, and in the built wheel."""
 
 import hashlib
 import http.server
 import io
-import importlib.util
 import pickle
 import sys
 import tarfile
@@ -15,18 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "data_scripts"
+from ovnb.data import prepare
+from ovnb.data.prepare import download as common
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def load(name):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(f"ds_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-common = load("_common")
+    return prepare.module(name)
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -172,7 +168,7 @@ def test_fss_script_and_split_counts(server, tmp_path):
     fss.prepare(data, {"fss": (f"{url}/fss.zip", "fss.zip", None)})
     assert len(list((data / "FSS-1000").iterdir())) == 3
 
-    splits = load("fewshot_splits")
+    splits = load("fewshot-splits")
     base = root / "splits"
     for rel in splits.files():
         p = base / rel
@@ -182,4 +178,45 @@ def test_fss_script_and_split_counts(server, tmp_path):
         else:
             p.write_text("a__1\n")
     with pytest.raises(RuntimeError, match=r"(?s)fold0.txt: 1 lines, expected 2884.*fold0.pkl: 1 pairs"):
-        splits.prepare(data, f"{url}/splits")
+        splits.prepare(data, {"hsnet": f"{url}/splits"})
+
+
+def test_prepare_runs_from_outside_the_checkout_with_a_mirror_source(server, tmp_path):
+    """``ovnb data prepare`` as a pip/Colab user runs it: another working directory, a source URL
+    given on the command line (here a local server standing in for a mirror)."""
+    import subprocess
+
+    root, url = server
+    _zip(root / "fss.zip", {f"FSS-1000/c0/{n}.jpg": _image_bytes(np.zeros((8, 8, 3), np.uint8), "JPEG")
+                            for n in range(1, 3)})
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "ovnb", "data", "prepare", "fss1000", "--root", "mydata",
+                           "--source", f"fss={url}/fss.zip"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "downloads HSNet's FSS-1000.zip" in proc.stdout and (work / "mydata" / "FSS-1000" / "c0" / "1.jpg").is_file()
+    bad = subprocess.run([sys.executable, "-m", "ovnb", "data", "prepare", "fss1000", "--source", "nokey=x"],
+                         cwd=work, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no source 'nokey'" in bad.stderr
+
+
+def test_the_thin_scripts_call_the_package():
+    import subprocess
+
+    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits"):
+        proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "--root" in proc.stdout
+
+
+def test_the_wheel_ships_the_preparation(tmp_path):
+    import subprocess
+
+    pytest.importorskip("setuptools")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("ovnb-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits"):
+        assert f"ovnb/data/prepare/{module}.py" in names

@@ -1,12 +1,18 @@
-"""Shared helpers of the dataset scripts: resumable downloads, checksums, safe extraction.
+"""Downloads and archives for dataset preparation: resumable downloads, checksums, safe extraction.
 
 * ``download(url, dest, sha256=None)``: streams ``url`` to ``dest.part`` and renames it when
-  complete. An interrupted download resumes from the bytes already on disk (HTTP ``Range``); a server
-  that ignores ``Range`` restarts it. With ``sha256`` the file is verified and a mismatch deletes it;
-  without one (hosts that publish no checksum) the digest is printed and stored beside the file as
-  ``<name>.sha256``, and later runs verify against it.
+  complete, with a tqdm progress bar (in a terminal and in a notebook). An interrupted download
+  resumes from the bytes already on disk (HTTP ``Range``); a server that ignores ``Range`` restarts
+  it. With ``sha256`` the file is verified and a mismatch deletes it; without one (hosts that publish
+  no checksum) the digest is printed and stored beside the file as ``<name>.sha256``, and later runs
+  verify against it. This is hand-written because the libraries that do verified downloads do not
+  resume: pooch re-downloads a partial file from the start (COCO's 13 GB archive over a Colab link
+  must survive an interruption), and ``huggingface_hub`` serves only files on the Hub.
 * ``extract(archive, target)``: zip or tar; every member must stay inside ``target`` (no absolute
-  paths, no ``..``, no links pointing outside) or nothing is extracted.
+  paths, no ``..``, no links pointing outside) or nothing is extracted. Tar members then go through
+  Python's own ``filter="data"`` (3.11.4+), which refuses the same escapes and also strips unsafe
+  permissions; the check before it is kept because it refuses the *whole* archive before writing
+  anything, and because ``zipfile`` does not refuse such members - it silently rewrites their names.
 * ``google_drive(file_id)``: the direct-download URL of a public Google Drive file.
 """
 
@@ -15,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tarfile
 import urllib.request
 import zipfile
@@ -44,16 +49,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _progress(done: int, total: int | None, name: str) -> None:
-    if not sys.stderr.isatty():
-        return
-    if total:
-        sys.stderr.write(f"\r{name}: {done / 2**20:8.1f} / {total / 2**20:.1f} MiB ({100 * done / total:5.1f}%)")
-    else:
-        sys.stderr.write(f"\r{name}: {done / 2**20:8.1f} MiB")
-    sys.stderr.flush()
-
-
 def download(url: str, dest: Path, sha256_hex: str | None = None, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` (resuming a partial ``dest.part``), verify, return ``dest``."""
     dest = Path(dest)
@@ -66,7 +61,7 @@ def download(url: str, dest: Path, sha256_hex: str | None = None, timeout: float
         dest.unlink()  # corrupt: fetch again
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "ovnb-data-scripts"})
+    request = urllib.request.Request(url, headers={"User-Agent": "ovnb-data-prepare"})
     if have:
         request.add_header("Range", f"bytes={have}-")
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -75,22 +70,23 @@ def download(url: str, dest: Path, sha256_hex: str | None = None, timeout: float
             have = 0
         length = response.headers.get("Content-Length")
         total = int(length) + have if length is not None else None
-        with open(part, "ab" if have else "wb") as f:
-            done = have
+        from tqdm.auto import tqdm
+
+        with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                                            desc=dest.name, leave=False) as bar:
             while True:
                 chunk = response.read(CHUNK)
                 if not chunk:
                     break
                 f.write(chunk)
-                done += len(chunk)
-                _progress(done, total, dest.name)
+                bar.update(len(chunk))
     if total is not None and part.stat().st_size != total:
-        raise IOError(f"{url}: got {part.stat().st_size} of {total} bytes; run the script again to resume")
+        raise IOError(f"{url}: got {part.stat().st_size} of {total} bytes; prepare again to resume")
     digest = sha256(part)
     if expected is not None and digest != expected:
         part.unlink()
         raise ChecksumError(f"{dest.name}: sha256 {digest} does not match the expected {expected}; "
-                            f"the partial file was deleted, run the script again")
+                            f"the partial file was deleted, prepare again")
     os.replace(part, dest)
     if expected is None:
         stored.write_text(f"{digest}  {dest.name}\n")
@@ -151,13 +147,3 @@ def fetch_folder(source: tuple, downloads: Path, folder: str, dest: Path) -> Pat
     move_into(found, dest)
     shutil.rmtree(scratch, ignore_errors=True)
     return dest
-
-
-def cli(prepare, doc: str, argv=None) -> int:
-    """The command line every dataset script shares: ``--root DATA_ROOT``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument("--root", default="data", type=Path, help="where the datasets live (DATA_ROOT)")
-    prepare(parser.parse_args(argv).root)
-    return 0

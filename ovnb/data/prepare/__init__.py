@@ -1,0 +1,82 @@
+"""Dataset preparation, shipped with the package: download, verify, extract, lay out under ``DATA_ROOT``.
+
+    ovnb data list                              what can be prepared, what it downloads
+    ovnb data prepare voc2012 --root data       one dataset (several names may follow)
+    python -c "import ovnb.data.prepare as p; p.prepare('voc2012', 'data')"   the same from Python
+
+The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
+are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
+``fss1000``, ``fewshot_splits``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
+the safe extraction they share.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    module: str
+    what: str  # what it is for
+    downloads: str  # what it fetches and about how much (where the hosts publish a size)
+    needs: tuple[str, ...] = ()  # datasets a loader also needs (the split lists)
+    into: str = "downloads"  # the folder under DATA_ROOT that downloads are written to
+
+
+DATASETS = {d.name: d for d in (
+    Dataset("voc2012", "voc2012", "PASCAL VOC 2012 + SBD-augmented masks (PASCAL-5i, Fusioner Tables 1, 2, 4, 5)",
+            "VOCtrainval_11-May-2012.tar (about 1.9 GB) and HSNet's SegmentationClassAug.zip", ("fewshot-splits",)),
+    Dataset("coco2014", "coco2014", "COCO 2014 images + HSNet's class-id masks (COCO-20i, Fusioner Tables 2, 5)",
+            "train2014.zip (about 13 GB), val2014.zip (about 6 GB) and HSNet's two mask archives", ("fewshot-splits",)),
+    Dataset("fss1000", "fss1000", "FSS-1000 (Mosaic-4, Fusioner Table 3)", "HSNet's FSS-1000.zip",
+            ("fewshot-splits",)),
+    Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
+            "19 small text and pickle files from HSNet's repository", into="splits"),
+)}
+
+
+def names() -> list[str]:
+    return list(DATASETS)
+
+
+def module(name: str):
+    """The preparation module of dataset ``name``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; datasets that can be prepared: {', '.join(DATASETS)}")
+    return importlib.import_module(f"{__name__}.{DATASETS[name].module}")
+
+
+def plan(name: str, root: str | Path) -> str:
+    """What preparing ``name`` will download, about how much, and where it will land."""
+    d = DATASETS[name] if name in DATASETS else module(name)  # module() raises for unknown names
+    root = Path(root).resolve()
+    return (f"{d.name}: {d.what}\n  downloads {d.downloads}\n  into {root / d.into}, prepared under {root}"
+            + (f"\n  also needs: {', '.join(d.needs)}" if d.needs else ""))
+
+
+def prepare(name: str, root: str | Path = "data", sources: dict | None = None) -> Path:
+    """Prepare dataset ``name`` under ``root`` (what is there already is kept); returns its folder."""
+    mod = module(name)
+    return mod.prepare(Path(root), mod.SOURCES if sources is None else sources)
+
+
+def command(names_: list[str], root: str | Path) -> str:
+    """The shell command that prepares ``names_`` under ``root``, wherever ``ovnb`` is installed."""
+    return f"ovnb data prepare {' '.join(names_)} --root {root}"
+
+
+def main(name: str, argv=None) -> int:
+    """The command line of a thin ``data_scripts/<name>.py``: ``--root DATA_ROOT``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=DATASETS[name].what)
+    parser.add_argument("--root", default="data", type=Path, help="where the datasets live (DATA_ROOT)")
+    args = parser.parse_args(argv)
+    print(plan(name, args.root))
+    prepare(name, args.root)
+    return 0
