@@ -284,6 +284,8 @@ class Runner:
             timing = run_dir / "training.json"
             if trained_now:
                 train_s = time.perf_counter() - t0
+                for stale in run_dir.glob("evaluation-*.json"):  # of an earlier checkpoint of this folder
+                    stale.unlink()
                 results.write_json_atomic(timing, {"train_s": train_s, "steps": result.steps_run})
                 (run_dir / "experiment.json").write_text(json.dumps({**asdict(e), **model.describe()}, indent=1))
             elif timing.is_file():
@@ -325,8 +327,10 @@ class Runner:
 
             from .pool import WorkerPool
 
-            factory = partial(Runner, self.profile, self.data_seed, self.data_root, self.cache_dir, self.device, False,
-                              self.coco_protocol, self.resolution, self.normalisation, self.optimizer, self.seeds, 1)
+            factory = partial(Runner, self.profile, data_seed=self.data_seed, data_root=self.data_root,
+                              cache_dir=self.cache_dir, device=self.device, coco_protocol=self.coco_protocol,
+                              resolution=self.resolution, normalisation=self.normalisation, optimizer=self.optimizer,
+                              seeds=self.seeds, workers=1, prepare_data=self.prepare_data)
             self._pool = WorkerPool(factory, self.workers)
         self._pool.run("run", [(e, evaluate_on) for e in experiments], description=f"{len(experiments)} Fusioner runs")
         for cache in self.caches.values():  # the workers wrote new feature shards
