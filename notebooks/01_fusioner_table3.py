@@ -80,7 +80,8 @@ pd.DataFrame(rows).groupby("model")[["mIoU", "FB-IoU"]].agg(lambda v: str(result
 
 # %% [markdown]
 # The paper's claim: early fusion segments several queried classes at once far better than late
-# fusion (53.7 vs LSeg's 19.5 mIoU). Judged here on the paired seeds (one fold, so n = seeds):
+# fusion (Fusioner against LSeg in the table above). Judged here on the paired seeds (one fold, so
+# n = seeds):
 
 # %%
 from ovnb.claims import check_order
