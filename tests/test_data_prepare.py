@@ -220,3 +220,29 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits"):
         assert f"ovnb/data/prepare/{module}.py" in names
+
+
+def test_prepare_voc_from_archives_of_the_fixture_layout(server, tmp_path):
+    """The fixture datasets packed as the hosts ship them (VOC's tar, HSNet's SBD zip) come out of
+    ``prepare`` exactly as written: the loaders read the same episodes on every fold."""
+    import shutil
+
+    from ovnb.data import fewshot, fixtures
+
+    www, url = server
+    src = tmp_path / "src"
+    fixtures.voc(src)
+    with tarfile.open(www / "voc.tar", "w") as t:
+        for sub in ("JPEGImages", "ImageSets"):
+            t.add(src / "VOCdevkit" / "VOC2012" / sub, arcname=f"VOCdevkit/VOC2012/{sub}")
+    with zipfile.ZipFile(www / "aug.zip", "w") as z:
+        for p in sorted((src / "VOCdevkit" / "VOC2012" / "SegmentationClassAug").iterdir()):
+            z.write(p, f"SegmentationClassAug/{p.name}")
+    data = tmp_path / "data"
+    load("voc2012").prepare(data, {"voc": (f"{url}/voc.tar", "voc.tar", None),
+                                   "sbd_aug": (f"{url}/aug.zip", "aug.zip", None)})
+    shutil.copytree(src / "splits", data / "splits")
+    for fold in range(4):
+        ours, made = fewshot.pascal_episodes(data, fold, "val"), fewshot.pascal_episodes(src, fold, "val")
+        assert ours.pairs == made.pairs and len(ours) > 0
+        assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(len(ours)))

@@ -1,0 +1,121 @@
+"""Fixture datasets made by code, in exactly the layouts ``ovnb data prepare`` produces.
+
+A handful of small images with masks per dataset family, so that every real-data code path (the
+loaders, the fold protocols, Table 5's transfer, Mosaic-4) can run where no dataset can be
+downloaded: in the tests and in a dry run of the notebooks. Nothing here is committed data; every
+function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns what it wrote.
+
+* ``voc(root)``: ``VOCdevkit/VOC2012/{JPEGImages,SegmentationClassAug,ImageSets/Segmentation}``
+  and HSNet's ``splits/pascal/{trn,val}/fold{0..3}.txt``: every VOC class appears, so every fold
+  has training and test pairs.
+* ``coco(root)``: ``COCO2014/{train2014,val2014}`` with ``annotations/<split>/*.png`` (class ids
+  1..80 in HSNet's order) and HSNet's ``splits/coco/{trn,val}/fold{0..3}.pkl`` (0-based class keys).
+* ``fss(root)``: ``FSS-1000/<class>/{1..10}.{jpg,png}`` and ``splits/fss/{trn,val,test}.txt``.
+
+Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+SIZE = (24, 32)  # height, width: small, and not square, so resizing bugs show
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _scene(rng: np.random.Generator, classes: list[int], size=SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image and its class-id mask: one rectangle per class, left to right."""
+    h, w = size
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    step = w // max(len(classes), 1)
+    for k, c in enumerate(classes):
+        mask[4:h - 4, k * step + 2:(k + 1) * step - 2] = c
+        image[mask == c] = (37 * c) % 256  # a flat colour per class, so a model could learn it
+    mask[0, :] = 255
+    return image, mask
+
+
+def voc(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """PASCAL VOC 2012 + SBD masks + HSNet's PASCAL-5i fold lists; returns image name -> classes."""
+    root = Path(root)
+    base = root / "VOCdevkit" / "VOC2012"
+    rng = np.random.default_rng(seed)
+    scenes = {f"2008_{c:06d}": [c, c % 20 + 1] for c in range(1, 21)}  # every class twice, in two images
+    for name, classes in scenes.items():
+        image, mask = _scene(rng, classes)
+        _save(base / "JPEGImages" / f"{name}.jpg", image)
+        _save(base / "SegmentationClassAug" / f"{name}.png", mask)
+    listing = base / "ImageSets" / "Segmentation"
+    listing.mkdir(parents=True, exist_ok=True)
+    names = sorted(scenes)
+    (listing / "train.txt").write_text("\n".join(names[:10]) + "\n")
+    (listing / "val.txt").write_text("\n".join(names[10:]) + "\n")
+    for split in ("trn", "val"):
+        for fold in range(4):
+            fold_classes = set(range(5 * fold + 1, 5 * fold + 6))
+            lines = [f"{n}__{c}" for n in names for c in scenes[n] if c in fold_classes]
+            path = root / "splits" / "pascal" / split / f"fold{fold}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n")
+    return scenes
+
+
+def coco(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """COCO 2014 images + HSNet class-id masks + HSNet's COCO-20i pickles; returns image path -> classes."""
+    root = Path(root)
+    base = root / "COCO2014"
+    rng = np.random.default_rng(seed)
+    scenes: dict[str, list[int]] = {}
+    for split, pickle_split in (("train2014", "trn"), ("val2014", "val")):
+        for i, c in enumerate(range(1, 81, 2)):  # 40 images a split, two classes each: all 80 classes
+            name = f"{split}/COCO_{split}_{i:012d}"
+            image, mask = _scene(rng, [c, c + 1])
+            _save(base / f"{name}.jpg", image)
+            _save(base / "annotations" / f"{name}.png", mask)
+            scenes[f"{name}.jpg"] = [c, c + 1]
+        for fold in range(4):
+            fold_classes = {fold + 4 * k + 1 for k in range(20)}
+            wanted = fold_classes if pickle_split == "val" else set(range(1, 81)) - fold_classes
+            classwise = {c - 1: [n for n, cs in scenes.items() if n.startswith(split) and c in cs] for c in sorted(wanted)}
+            path = root / "splits" / "coco" / pickle_split / f"fold{fold}.pkl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps(classwise))
+    return scenes
+
+
+def fss(root: str | Path, per_split: int = 5, seed: int = 0) -> dict[str, list[str]]:
+    """FSS-1000 (10 images a class) and its class split; returns split -> class names."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    splits = {s: [f"fixture_{s}_{k}" for k in range(per_split)] for s in ("trn", "val", "test")}
+    for names in splits.values():
+        for name in names:
+            for n in range(1, 11):
+                image, mask = _scene(rng, [1], size=(20, 20))
+                _save(root / "FSS-1000" / name / f"{n}.jpg", image)
+                _save(root / "FSS-1000" / name / f"{n}.png", np.where(mask == 1, 255, 0).astype(np.uint8))
+    for split, names in splits.items():
+        path = root / "splits" / "fss" / f"{split}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(names) + "\n")
+    return splits
+
+
+FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss}
+
+
+def make(root: str | Path, families=tuple(FAMILIES)) -> Path:
+    """Every fixture family (or the ones named) under ``root``; returns ``root``."""
+    for name in families:
+        FAMILIES[name](root)
+    return Path(root)

@@ -1,0 +1,68 @@
+"""The fixture datasets: the real layouts, read by the real loaders, every fold populated."""
+
+import numpy as np
+import pytest
+
+from ovnb.data import fewshot, fixtures
+
+H, W = fixtures.SIZE
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return fixtures.make(tmp_path_factory.mktemp("data"))
+
+
+def rectangle_pixels(classes_in_image):
+    step = W // classes_in_image
+    return (H - 8) * (step - 4)
+
+
+@pytest.mark.parametrize("fold", range(4))
+def test_pascal_folds_have_training_and_test_pairs_with_the_right_masks(root, fold):
+    for split in ("trn", "val"):
+        episodes = fewshot.pascal_episodes(root, fold, split)
+        unseen = set(fewshot.fold_classes("pascal", fold))
+        assert len(episodes) > 0
+        assert (set(episodes.classes()) <= unseen) == (split == "val")
+        s = episodes[0]
+        assert s["image"].shape == (3, H, W) and int((s["mask"] == 1).sum()) == rectangle_pixels(2)
+        assert int((s["mask"] == 255).sum()) == W  # the void border row
+
+
+@pytest.mark.parametrize("fold", range(4))
+def test_coco_folds_and_the_transfer_to_voc(root, fold):
+    val = fewshot.coco_episodes(root, fold, "val", "official-first-1000")
+    trn = fewshot.coco_episodes(root, fold, "trn")
+    assert set(val.classes()) == set(fewshot.fold_classes("coco", fold))
+    assert set(trn.classes()).isdisjoint(val.classes()) and len(trn) == 40 * 2 - len(val)
+    assert int((val[0]["mask"] == 1).sum()) == rectangle_pixels(2)
+    transfer = fewshot.transfer_episodes(root, fold)
+    assert len(transfer) > 0 and set(transfer.classes()) <= set(fewshot.transfer_classes(fold))
+
+
+def test_fss_mosaics_in_both_splits(root):
+    for split in ("trn", "test"):
+        mosaics = fewshot.Mosaic4(root, length=3, tile=16, split=split)
+        s = mosaics[0]
+        assert s["image"].shape == (3, 32, 32) and len(set(s["class_names"])) == 4
+        assert all(name.startswith(f"fixture_{split}") for name in s["class_names"])
+
+
+def test_the_real_data_runner_path_on_every_family(root, build_dir):
+    """One training step and an evaluation through the quick/paper branch of the Fusioner runner,
+    on folds other than 0 too (toy encoders stand in for the released ones)."""
+    import dataclasses
+
+    from ovnb import profiles
+    from ovnb.reproduce.fusioner import Experiment, Runner
+
+    profile = dataclasses.replace(profiles.load("smoke"), data="real", extra={"fusioner.iterations": 1,
+                                                                            "fusioner.eval_episodes": 4})
+    runner = Runner(profile, data_root=root, cache_dir=None)
+    for e, target in ((Experiment("toy-clip-vit", "toy-clip-vit", fold=2, dataset="pascal"), None),
+                      (Experiment("toy-clip-vit", "toy-clip-vit", fold=1, dataset="coco"), None),
+                      (Experiment("toy-clip-vit", "toy-clip-vit", fold=3, dataset="coco"), "pascal-transfer"),
+                      (Experiment("toy-clip-vit", "toy-clip-vit", fold=0, dataset="fss"), None)):
+        out = runner.run(e, evaluate_on=target)
+        assert out.trained_now and 0.0 <= out.miou <= 1.0 and np.isfinite(out.fb_iou)
