@@ -48,13 +48,12 @@ class Spread:
 
 def aggregate(values: Iterable[float]) -> Spread:
     """The ``Spread`` of ``values`` (one per seed)."""
+    import statistics
+
     vals = [float(v) for v in values]
     if not vals:
         raise ValueError("no values to aggregate")
-    n = len(vals)
-    mean = sum(vals) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else float("nan")
-    return Spread(mean, sd, n)
+    return Spread(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else float("nan"), len(vals))
 
 
 def format_spread(mean: float, sd: float, n: int, digits: int = 1) -> str:

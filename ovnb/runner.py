@@ -106,31 +106,26 @@ def notebook_parameters(source: Path) -> dict[str, tuple[object, str | None]]:
     return found
 
 
+SCALARS = ("int", "float", "str", "bool")
+
+
 def _matches(value, annotation: str) -> bool:
-    """Whether ``value`` fits a parameter annotation made of int, float, str, bool, None, list[...]
-    and ``|`` (the forms the notebooks use)."""
-    for option in (a.strip() for a in _split_union(annotation)):
-        if option == "None" and value is None:
-            return True
-        if option in ("int", "float", "str", "bool") and _fits_scalar(value, option):
-            return True
-        if option.startswith("list[") and option.endswith("]") and isinstance(value, list):
-            if all(_matches(v, option[5:-1]) for v in value):
-                return True
-        if option == "list" and isinstance(value, list):
-            return True
-    return False
+    """Whether ``value`` fits a parameter annotation built from int, float, str, bool, None, list,
+    ``list[...]`` and ``|`` (the forms the notebooks use); read with ``ast``, never evaluated."""
+    import ast
 
+    def fits(node, v) -> bool:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return fits(node.left, v) or fits(node.right, v)
+        if isinstance(node, ast.Constant) and node.value is None:
+            return v is None
+        if isinstance(node, ast.Name):
+            return isinstance(v, list) if node.id == "list" else node.id in SCALARS and _fits_scalar(v, node.id)
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "list":
+            return isinstance(v, list) and all(fits(node.slice, item) for item in v)
+        return False
 
-def _split_union(annotation: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(annotation):
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "|" and depth == 0:
-            parts.append(annotation[start:i])
-            start = i + 1
-    return parts + [annotation[start:]]
+    return fits(ast.parse(annotation, mode="eval").body, value)
 
 
 def _type_name(default) -> str | None:

@@ -247,16 +247,17 @@ class Runner:
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         return run_dir / f"evaluation-{digest}.json"
 
-    def is_trained(self, e: Experiment) -> bool:
+    def is_trained(self, e: Experiment, model=None) -> bool:
         """Whether ``e`` needs no more training (finished, or nothing to train: Table 4's B3)."""
         from ..train import is_finished
 
-        model = self.build(e)
+        model = model or self.build(e)
         return model.trainable_parameters() == 0 or is_finished(self.run_dir(e, model), self.schedule(e))
 
     def is_done(self, e: Experiment, evaluate_on: str | None = None) -> bool:
         """Whether ``e`` is trained and evaluated on ``evaluate_on`` already (nothing left to compute)."""
-        return self.is_trained(e) and self._evaluation_file(e, self.run_dir(e), evaluate_on).is_file()
+        model = self.build(e)
+        return self.is_trained(e, model) and self._evaluation_file(e, self.run_dir(e, model), evaluate_on).is_file()
 
     # -- one experiment --------------------------------------------------------------------------
     def run(self, e: Experiment, evaluate_on: str | None = None, keep_model: bool = False) -> Outcome:
@@ -315,8 +316,8 @@ class Runner:
         """``run`` for each experiment; the ones not yet trained are trained (and evaluated) first,
         side by side in ``self.workers`` processes when that is more than one (the toy profile).
         Models that are trained already are only evaluated, here."""
-        todo = [e for e in experiments if not self.is_trained(e)]
-        if self.workers > 1 and todo:
+        todo = [e for e in experiments if not self.is_trained(e)] if self.workers > 1 else []
+        if todo:
             self._compute(todo, evaluate_on)
         return [self._run(e, evaluate_on) for e in experiments]
 
