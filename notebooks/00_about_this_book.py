@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEED = 0
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 CACHE_DIR = "build/cache"  # frozen-feature cache
@@ -57,8 +57,10 @@ env.report(PROFILE, SEED);
 # ## Profiles
 #
 # A profile fixes the size of a run: which weights the frozen encoders load (`toy` checkpoints embedded
-# in the package, or `released` public weights), which data (the toy world or the real benchmarks), and
-# how long trained methods train. The same notebook code runs in every profile.
+# in the package, `released` public weights, or `random` ones for the real architectures in the dry
+# run), which data (the toy world, the real benchmarks, or fixture datasets in their layouts), and how
+# long trained methods train. The same notebook code runs in every profile: a notebook asks "toy world
+# or real data?", never which profile it is in, so `dryrun` executes exactly what `quick` and `paper` do.
 
 # %%
 pd.DataFrame([vars(profiles.load(n)) for n in profiles.names()]).set_index("name").drop(columns="extra")
@@ -98,7 +100,7 @@ papers.cell("fusioner", "Table 4", "B0-CLIP-L", "mIoU").knobs
 # ## Run records and the status page
 #
 # A chapter notebook records each number it reproduces with `ovnb.results.RunRecord`, naming the paper
-# cell, the profile and the weights source (`released`, `retrained` or `toy`). `results.compare()` joins
+# cell, the profile and the weights source (`released`, `retrained`, `toy` or `random`). `results.compare()` joins
 # all records with the registry; the status page is drawn from that frame. Cells nobody has reproduced
 # yet show as `not yet`. A cell computed over several training seeds (three in `toy`) keeps every
 # seed's value; `compare()` gives their mean, sd and n, and the page shows `mean ± sd (n)`. A paper's

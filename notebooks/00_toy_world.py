@@ -37,7 +37,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEED = 0
 DATA_ROOT = "data"  # unused here: the toy world is generated, not downloaded
 CACHE_DIR = "build/cache"

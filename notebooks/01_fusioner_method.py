@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_method.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 fewshot-splits --root data`.
+#
 # *Open-vocabulary Semantic Segmentation with Frozen Vision-Language Models* (Ma et al., BMVC 2022),
 # Sec. 3. This notebook builds Fusioner from the registry's frozen encoders, trains it on three folds,
 # segments the unseen classes of the fourth, looks at what the fusion layers attend to, and checks that
@@ -34,7 +38,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3, so every claim carries its spread)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
@@ -93,10 +97,14 @@ episode_grid([train_set[k * 7 % len(train_set)] for k in range(3)]
 # embeddings are averaged and re-normalised. Both encoders stay frozen.
 
 # %%
+from torchvision.transforms.v2.functional import resize
+
 model = runner.build(Experiment(VISUAL, TEXT, fold=0))
-sample = torch.stack([test_set[i]["image"] for i in range(4)])
+shown = [test_set[i % len(test_set)] for i in range(4)]
+# real images differ in size: each is resized to the encoder's input before they are stacked
+sample = torch.stack([resize(s["image"], [model.image_size] * 2, antialias=True) for s in shown])
 visual = model.visual_tokens(sample)
-names = [test_set[i]["class_name"] for i in range(4)]
+names = [s["class_name"] for s in shown]
 text = model.text_embeddings(names)
 print(f"visual tokens {tuple(visual.tokens.shape)} on a {visual.grid[0]}x{visual.grid[1]} grid; "
       f"text embeddings {tuple(text.shape)}")
@@ -158,7 +166,7 @@ del paper_head
 
 # %%
 # every fold and training seed at once (section 7 uses them all); below, fold 0 with the first seed
-runner.run_all([Experiment(VISUAL, TEXT, fold=f, seed=s) for f in range(4) for s in runner.seeds])
+runner.run_all([Experiment(VISUAL, TEXT, fold=f, seed=s) for f in runner.folds for s in runner.seeds])
 outcome = runner.run(Experiment(VISUAL, TEXT, fold=0, seed=runner.seeds[0]), keep_model=True)
 model = outcome.model
 hist = pd.DataFrame(outcome.history)
@@ -179,7 +187,7 @@ print(f"fold 0, unseen classes: mIoU {100 * outcome.miou:.1f}, FB-IoU {100 * out
 
 # %%
 seen_test = fewshot.Episodes(train_set.pairs[:50], train_set.load, train_set.class_names, "seen")
-episode_grid([seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(test_set)] for i in (1, 5, 9)],
+episode_grid([seen_test[i % len(seen_test)] for i in (0, 11, 23)] + [test_set[i % len(test_set)] for i in (1, 5, 9)],
              {"Fusioner": model}, "seen (left three) and unseen (right three) classes");
 
 # %% [markdown]
@@ -191,11 +199,18 @@ episode_grid([seen_test[i] for i in (0, 11, 23)] + [test_set[i % len(test_set)] 
 # well attend broadly (at toy scale it often does).
 
 # %%
-world = ToyWorld("test", 200, seed=runner.data_seed)
-vocab_names = world.class_names
+world = ToyWorld("test", 200, seed=runner.data_seed)  # toy scenes (also offered by the demo of section 8)
 scene_index = next(i for i in range(len(world)) if sum(c < 48 for c in world.raw(i)["classes"]) >= 2)
-scene = world[scene_index]
-queries = [vocab_names[c] for c in scene["classes"] if c < 48][:3]
+if toy:  # a toy test scene with at least two things, queried with the name of each
+    scene = world[scene_index]
+    queries = [world.class_names[c] for c in scene["classes"] if c < 48][:3]
+    vocab_names = world.class_names[:48]
+else:  # a test image, queried with its class and two other unseen classes of the fold
+    scene = test_set[0]
+    others = [test_set.class_names[c] for c in fewshot.fold_classes("pascal", 0)
+              if test_set.class_names[c] != scene["class_name"]]
+    queries = [scene["class_name"], *others[:2]]
+    vocab_names = test_set.class_names[1:]
 if model.config.fusion == "early":
     model.head.keep_attention(True)
     fig, axes = plt.subplots(1, 1 + len(queries), figsize=(3 * (1 + len(queries)), 3))
@@ -229,7 +244,7 @@ if model.config.fusion == "early":
 
 # %%
 experiments = [Experiment(VISUAL, TEXT, fold=f, text_control=control, seed=s)
-               for control in (False, True) for f in range(4) for s in runner.seeds]
+               for control in (False, True) for f in runner.folds for s in runner.seeds]
 outcomes = runner.run_all(experiments)
 METRICS = {"text encoder": "zero_shot_unseen_miou", "random vectors (control)": "zero_shot_unseen_miou_random_text"}
 per_unit = {names: unit_values([o for o in outcomes if o.experiment.text_control == ("control" in names)])
@@ -237,11 +252,11 @@ per_unit = {names: unit_values([o for o in outcomes if o.experiment.text_control
 for names, values in per_unit.items():
     for seed, value in values.groupby(level="seed").mean().items():
         record.metric(METRICS[names], value, seed=seed, weights=WEIGHTS, visual=VISUAL, text=TEXT,
-                      note=f"class names from: {names}; mean over the 4 folds of mIoU (%) on the unseen classes")
+                      note=f"class names from: {names}; mean over folds {list(runner.folds)} of mIoU (%) on the unseen classes")
 language = check_order(per_unit, units="seed × fold pairs", unit_label="mIoU points")
 record.claim(language, visual=VISUAL, text=TEXT)
 zs = pd.concat(per_unit, names=["class names"]).rename("mIoU").reset_index()
-pd.DataFrame({"mIoU of the 4 folds, mean ± sd (n seeds)": {n: str(record.spread(m)) for n, m in METRICS.items()}})
+pd.DataFrame({f"mIoU of folds {list(runner.folds)}, mean ± sd (n seeds)": {n: str(record.spread(m)) for n, m in METRICS.items()}})
 
 # %%
 print(language.sentence())
@@ -300,9 +315,10 @@ def segment_figure(image: torch.Tensor, class_names: list[str]):
 
 
 # the default input: the scene above, queried with the names of the things in it and one thing absent
-absent = next(n for n in vocab_names[:48] if n not in queries)
+absent = next(n for n in vocab_names if n not in queries)
 default_names = queries + [absent]
-source = widgets.Dropdown(options=["toy scene", "bundled photo", "upload"], value="toy scene", description="image")
+source = widgets.Dropdown(options=["toy scene", "bundled photo", "upload"], value="toy scene" if toy else "bundled photo",
+                          description="image")
 index = widgets.IntSlider(value=scene_index, min=0, max=len(world) - 1, description="toy scene #")
 upload = widgets.FileUpload(accept="image/*", multiple=False)
 names_box = widgets.Text(value=", ".join(default_names), description="classes")

@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_table1.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 fewshot-splits --root data`.
+#
 # Table 1 of the paper pairs four frozen visual encoders (CLIP-B, CLIP-L, DINO-B, MoCo-B) with three
 # frozen text encoders (CLIP's, BERT-B, BERT-L) and compares **early fusion** (Fusioner) with a
 # **late-fusion** baseline in which each modality goes through its own MLP layers and the two meet only
@@ -27,7 +31,9 @@
 # In the `toy` profile the grid is reduced to the toy models: the toy CLIP's own towers (the analogue of
 # row B, CLIP-L + CLIP-L) with both fusions, and the toy CLIP image tower with the real, language-only
 # MiniLM (the analogue of row B, CLIP-L + BERT-B) with early fusion. The toy world has no vision-only
-# model, so rows C and D have no toy analogue. `quick` / `paper` run the paper's grid.
+# model, so rows C and D have no toy analogue. `paper` runs the paper's grid; `quick` its CLIP-L rows
+# (`fusioner.table1.rows` in the profile: the whole grid does not fit in one Colab session), and any
+# profile runs the grid given as `GRID`.
 
 # %%
 # Install cell: runs only on Colab (elsewhere `make setup` has installed everything).
@@ -39,7 +45,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
@@ -84,7 +90,7 @@ PAPER_GRID = [
 ]
 TOY_GRID = [("B CLIP-L + CLIP-L", "toy-clip-vit", "toy-clip-vit", ["early", "late"]),
             ("B CLIP-L + BERT-B", "toy-clip-vit", "minilm-l6", ["early"])]
-grid = GRID or (TOY_GRID if toy else PAPER_GRID)
+grid = GRID or runner.select(TOY_GRID if toy else PAPER_GRID, "fusioner.table1.rows")  # a profile may run fewer rows
 pd.DataFrame(grid, columns=["paper row", "visual encoder", "text encoder", "fusions"])
 
 # %% [markdown]
@@ -94,7 +100,7 @@ pd.DataFrame(grid, columns=["paper row", "visual encoder", "text encoder", "fusi
 
 # %%
 cells = [(row, visual, text, fusion) for row, visual, text, fusions in grid for fusion in fusions]
-experiments = {cell: [e for f in range(4) for e in Experiment(cell[1], cell[2], fusion=cell[3], fold=f).with_seeds(runner.seeds)]
+experiments = {cell: [e for f in runner.folds for e in Experiment(cell[1], cell[2], fusion=cell[3], fold=f).with_seeds(runner.seeds)]
                for cell in cells}
 runner.run_all([e for es in experiments.values() for e in es])  # train what is missing, side by side
 outcomes = {cell: runner.run_all(es) for cell, es in experiments.items()}  # now only reads the kept results
@@ -160,10 +166,12 @@ for visual in dict.fromkeys(c[1] for c in cells):
     if len(early) > 1:
         paper_order = sorted(early, key=lambda r: -papers.cell("fusioner", "Table 1", r, "early mIoU").value)
         verdicts.append(check_order(early, paper_order, units="seed × fold pairs", unit_label="mIoU points"))
-    own_text = next(c[2] for c in cells if c[1] == visual)  # the row's CLIP text tower (its vectors are replaced)
+    # the visual encoder's CLIP text tower (its first row of the full grid): its vectors are replaced
+    own_text = next((t for _, v, t, _ in (TOY_GRID if toy else PAPER_GRID) if v == visual),
+                    next(c[2] for c in cells if c[1] == visual))
     language_only = {c[0]: v for c, v in per_unit.items() if c[1] == visual and c[3] == "early" and c[2] != own_text}
     if language_only:
-        control = unit_values(runner.run_all([e for f in range(4) for e in Experiment(
+        control = unit_values(runner.run_all([e for f in runner.folds for e in Experiment(
             visual, own_text, fold=f, text_control=True).with_seeds(runner.seeds)]))
         for row, values in language_only.items():
             verdicts.append(check_order({row: values, "random-vector control": control},

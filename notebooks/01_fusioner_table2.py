@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_table2.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 coco2014 fewshot-splits --root data`.
+#
 # Table 2 compares Fusioner (frozen CLIP ViT-L/14 on both sides) with earlier zero-shot segmentation
 # methods on the unseen classes of PASCAL-5i and COCO-20i. The other rows (SPNet, ZS3Net, LSeg) are
 # other papers' models and stay paper-only here.
@@ -37,7 +41,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
@@ -66,7 +70,7 @@ visual = text = "toy-clip-vit" if toy else "clip-vit-l-14"
 datasets = ["pascal"] if toy else ["pascal", "coco"]
 rows = []
 for dataset in datasets:
-    outs = runner.run_all([e for f in range(4) for e in Experiment(visual, text, fold=f, dataset=dataset).with_seeds(runner.seeds)])
+    outs = runner.run_all([e for f in runner.folds for e in Experiment(visual, text, fold=f, dataset=dataset).with_seeds(runner.seeds)])
     label = "PASCAL" if dataset == "pascal" else "COCO"
     sup = "5" if dataset == "pascal" else "20"
     cols = [f"{label} {sup}^{f}" for f in range(4)] + [f"{label} mIoU"]
@@ -112,7 +116,7 @@ plt.show()
 
 # %%
 per_class = []
-for o in runner.run_all([e for f in range(4) for e in Experiment(visual, text, fold=f, dataset=datasets[0]).with_seeds(runner.seeds)]):
+for o in runner.run_all([e for f in runner.folds for e in Experiment(visual, text, fold=f, dataset=datasets[0]).with_seeds(runner.seeds)]):
     names = runner.test_set(o.experiment).class_names
     per_class += [{"fold": o.experiment.fold, "seed": o.experiment.seed, "class": names[c], "IoU": 100 * v}
                   for c, v in o.per_class.items()]

@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_table3.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare fss1000 fewshot-splits --root data`.
+#
 # Mosaic-4 (Sec. 4.1, 4.4) tests whether a model segments *what the text asks for* or just the salient
 # objects: each test image is a 2×2 mosaic of four FSS-1000 test images of four different classes, and
 # all four class names are queried at once (|W| = 4), during training on FSS-1000 and at test. A model
@@ -39,7 +43,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)

@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_table4.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 fewshot-splits --root data`.
+#
 # Table 4 removes one component at a time from the best model of Table 1 (CLIP-L with CLIP-L): B0 has
 # both the fusion module and the visual decoder; B1 drops the decoder (the fused patch tokens are
 # upsampled bilinearly); B2 drops the fusion module (frozen tokens go straight into the decoder, text
@@ -36,7 +40,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
@@ -64,7 +68,7 @@ ABLATION = {"B0-CLIP-L": ("early", True), "B1-CLIP-L": ("early", False),
             "B2-CLIP-L": ("none", True), "B3-CLIP-L": ("none", False)}
 rows, per_unit = [], {}
 for row, (fusion, decoder) in ABLATION.items():
-    outs = runner.run_all([e for f in range(4) for e in
+    outs = runner.run_all([e for f in runner.folds for e in
                            Experiment(visual, text, fusion=fusion, decoder=decoder, fold=f).with_seeds(runner.seeds)])
     means = record_folds(record, outs, "Table 4", row, ["5^0", "5^1", "5^2", "5^3", "mIoU"], WEIGHTS,
                          visual=visual, text=text, dataset="toy folds" if toy else "PASCAL-5i")

@@ -18,6 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ovnb/ovnb/blob/main/notebooks/01_fusioner_table5.ipynb)
 #
+# **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
+# the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 coco2014 fewshot-splits --root data`.
+#
 # Table 5 trains Fusioner on COCO-20i fold i and tests it, zero-shot, on PASCAL VOC after removing the
 # classes seen in that training split (the VOC classes among fold i's unseen COCO classes). The other
 # rows are few-shot methods (which see 1 or 5 labelled examples) and LSeg; they stay paper-only here.
@@ -36,7 +40,7 @@ if "google.colab" in sys.modules:
                     "ovnb[book] @ git+https://github.com/ovnb/ovnb"], check=True)
 
 # %% tags=["parameters"]
-PROFILE = "toy"  # toy | smoke | quick | paper
+PROFILE = "toy"  # toy | smoke | dryrun | quick | paper
 SEEDS: list[int] | None = None  # training seeds; None: the profile's (toy: 3)
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
@@ -61,7 +65,7 @@ WEIGHTS = runner.weights_source()
 # %%
 visual = text = "toy-clip-vit" if toy else "clip-vit-l-14"
 train_on = "pascal" if toy else "coco"  # toy: the toy folds stand in for COCO-20i's
-experiments = [e for f in range(4) for e in Experiment(visual, text, fold=f, dataset=train_on).with_seeds(runner.seeds)]
+experiments = [e for f in runner.folds for e in Experiment(visual, text, fold=f, dataset=train_on).with_seeds(runner.seeds)]
 same = runner.run_all(experiments)
 shifted = runner.run_all(experiments, evaluate_on="pascal-transfer")
 record_folds(record, shifted, "Table 5", "Fusioner ViT-L zero-shot", ["20^0", "20^1", "20^2", "20^3", "mIoU"],

@@ -6,11 +6,19 @@
 | ``smoke`` | CI | toy models, fewest steps | a few toy images |
 | ``quick`` | one Colab GPU | released public weights | subsets of the real benchmarks |
 | ``paper`` | a GPU node | released public weights | full benchmarks, paper protocol |
+| ``dryrun`` | CI | the real architectures, random weights | fixture datasets in the real layouts |
 
 Each profile is a YAML file in ``ovnb/profiles/``; ``load(name)`` returns a frozen ``Profile``.
 ``seeds`` lists the training seeds each experiment that backs a claim runs with (``toy``: three,
 so every toy claim carries its spread; the others one, more through a notebook's ``SEEDS``).
 Chapters read the generic fields below and keep chapter-specific settings under ``extra``.
+
+``dryrun`` executes the real path (the branch ``quick`` and ``paper`` take) where nothing can be
+downloaded: the real architectures built with random weights (``weights: random``) on fixture
+datasets (``fixtures: true``: ``ovnb.data.fixtures`` writes them under ``build/fixtures`` and that
+folder replaces ``DATA_ROOT``). Notebooks branch on ``data`` (toy world or real datasets) and
+``weights`` (toy or not), never on the profile's name; its numbers mean nothing and, like
+``smoke``'s, never count as a reproduction.
 """
 
 from __future__ import annotations
@@ -22,14 +30,14 @@ from pathlib import Path
 import yaml
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
-WEIGHTS_SOURCES = ("toy", "released", "retrained")
+ENCODER_WEIGHTS = ("toy", "released", "random")  # random: the real architectures, never downloaded
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     description: str
-    weights: str  # where frozen encoders come from: "toy" or "released"
+    weights: str  # where frozen encoders come from: "toy", "released" or "random" (ENCODER_WEIGHTS)
     data: str  # "toy" (the embedded world) or "real" (prepared benchmark datasets)
     offline: bool  # True: never contact a model hub
     train_iterations: int | None  # trained methods: optimizer steps per run (None = the paper schedule)
@@ -37,6 +45,7 @@ class Profile:
     batch_size: int
     seeds: tuple[int, ...] = (0,)  # the training seeds of every experiment that backs a claim
     workers: int = 1  # processes that train independent models side by side (CPU profiles)
+    fixtures: bool = False  # real data replaced by fixture datasets made by code (the dry run)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -46,10 +55,17 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: seeds repeat: {list(self.seeds)!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"profile {self.name!r}: workers must be an integer >= 1, got {self.workers!r}")
-        if self.weights not in ("toy", "released"):
-            raise ValueError(f"profile {self.name!r}: weights must be 'toy' or 'released', got {self.weights!r}")
+        if self.weights not in ENCODER_WEIGHTS:
+            raise ValueError(f"profile {self.name!r}: weights must be one of {ENCODER_WEIGHTS}, got {self.weights!r}")
         if self.data not in ("toy", "real"):
             raise ValueError(f"profile {self.name!r}: data must be 'toy' or 'real', got {self.data!r}")
+        if self.fixtures and self.data != "real":
+            raise ValueError(f"profile {self.name!r}: fixtures replace real data; set data: real")
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether encoders load weights (toy checkpoints or released ones) rather than random ones."""
+        return self.weights != "random"
 
     def get(self, key: str, default=None):
         """A chapter-specific setting from ``extra`` (e.g. ``profile.get("fusioner.iterations")``)."""
@@ -58,7 +74,7 @@ class Profile:
 
 def names() -> list[str]:
     """The valid profile names, in order from smallest to largest."""
-    order = ["smoke", "toy", "quick", "paper"]
+    order = ["smoke", "dryrun", "toy", "quick", "paper"]
     found = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
     return [n for n in order if n in found] + [n for n in found if n not in order]
 

@@ -2,7 +2,8 @@
 
 A notebook creates one ``RunRecord``, adds each reproduced number with the paper cell it
 reproduces, and saves it as ``build/results/<profile>/<notebook>.json``. Every record carries the
-profile, the weights source (``released`` public weights, ``retrained`` by us, or ``toy``), seed,
+profile, the weights source (``released`` public weights, ``retrained`` by us, ``toy``, or ``random``:
+the dry run's untrained encoders, whose numbers mean nothing), seed,
 git sha, environment and wall time. Numbers shown in the book come only from these files and from
 ``ovnb/papers/*.yaml``.
 
@@ -27,7 +28,7 @@ import pandas as pd
 
 from . import env, papers
 
-WEIGHTS_SOURCES = ("released", "retrained", "toy")
+WEIGHTS_SOURCES = ("released", "retrained", "toy", "random")
 # Status of a paper cell, from "not reproduced" to "reproduced at full scale". Smoke runs check
 # that code runs, not what it computes, so they never count as a reproduction.
 STATUS_ORDER = ("not yet", "toy", "quick", "paper")

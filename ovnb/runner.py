@@ -199,7 +199,7 @@ def run_notebooks(names, profile: str, parameters: dict | None = None, progress:
                 )
         except Exception as exc:  # keep going: the caller reports every failure at the end
             if hasattr(exc, "ename"):  # a cell raised: papermill marked it in the executed copy
-                error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+                error = f"{_cell_label(exc)}: {exc.ename}: {exc.evalue}"
             else:  # the runner itself failed: keep its traceback
                 error = f"{type(exc).__name__}: {exc}".strip()
                 with open(stderr, "a") as err_f:
@@ -209,6 +209,15 @@ def run_notebooks(names, profile: str, parameters: dict | None = None, progress:
         runs.append(run)
         _record_runs(out_dir, [run])
     return runs
+
+
+def _cell_label(exc) -> str:
+    """Which cell raised: its index in the executed copy (papermill's injected parameters cell
+    included) and its first line of code."""
+    lines = [line.strip() for line in (getattr(exc, "source", "") or "").splitlines()]
+    first = next((line for line in lines if line and not line.startswith("#")), "")
+    where = f"cell {exc.cell_index}" if getattr(exc, "cell_index", None) is not None else "a cell"
+    return f"{where} `{first[:80]}`" if first else where
 
 
 def summarize(runs: list[NotebookRun]) -> str:

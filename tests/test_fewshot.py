@@ -113,6 +113,16 @@ def test_pascal_loader_on_a_fixture_layout(tmp_path):
                                                                ("2007_000002", 12), ("2007_000003", 12)]
 
 
+def test_a_subset_spreads_over_the_list_and_keeps_its_ends():
+    pairs = [fewshot.Pair(f"img{i}", i % 3 + 1) for i in range(10)]
+    episodes = fewshot.Episodes(pairs, None, ("bg", "a", "b", "c"), "list")
+    assert [p.image for p in episodes.subset(4).pairs] == ["img0", "img3", "img6", "img9"]
+    assert [p.image for p in episodes.subset(1).pairs] == ["img0"]
+    assert episodes.subset(None) is episodes and episodes.subset(10) is episodes and len(episodes.subset(3)) == 3
+    with pytest.raises(ValueError, match="at least one pair, got n=0"):
+        episodes.subset(0)
+
+
 def test_a_missing_dataset_names_the_layout_and_the_command(tmp_path):
     with pytest.raises(fewshot.DatasetMissingError, match=r"(?s)VOC2012.*ovnb data prepare voc2012 fewshot-splits") as err:
         fewshot.pascal_episodes(tmp_path, 0)

@@ -5,7 +5,6 @@ import pytest
 
 from ovnb.data import fewshot, fixtures
 
-H, W = fixtures.SIZE
 
 
 @pytest.fixture(scope="module")
@@ -13,9 +12,10 @@ def root(tmp_path_factory):
     return fixtures.make(tmp_path_factory.mktemp("data"))
 
 
-def rectangle_pixels(classes_in_image):
-    step = W // classes_in_image
-    return (H - 8) * (step - 4)
+def rectangle_pixels(classes_in_image, h, w):
+    """The drawing rule: rectangles rows 4..h-4, columns k*step+2 .. (k+1)*step-2."""
+    step = w // classes_in_image
+    return (h - 8) * (step - 4)
 
 
 @pytest.mark.parametrize("fold", range(4))
@@ -26,8 +26,10 @@ def test_pascal_folds_have_training_and_test_pairs_with_the_right_masks(root, fo
         assert len(episodes) > 0
         assert (set(episodes.classes()) <= unseen) == (split == "val")
         s = episodes[0]
-        assert s["image"].shape == (3, H, W) and int((s["mask"] == 1).sum()) == rectangle_pixels(2)
-        assert int((s["mask"] == 255).sum()) == W  # the void border row
+        _, h, w = s["image"].shape
+        assert (h, w) in fixtures.SIZES and s["mask"].shape == (h, w)
+        assert int((s["mask"] == 1).sum()) == rectangle_pixels(2, h, w)
+        assert int((s["mask"] == 255).sum()) == w  # the void border row
 
 
 @pytest.mark.parametrize("fold", range(4))
@@ -36,7 +38,7 @@ def test_coco_folds_and_the_transfer_to_voc(root, fold):
     trn = fewshot.coco_episodes(root, fold, "trn")
     assert set(val.classes()) == set(fewshot.fold_classes("coco", fold))
     assert set(trn.classes()).isdisjoint(val.classes()) and len(trn) == 40 * 2 - len(val)
-    assert int((val[0]["mask"] == 1).sum()) == rectangle_pixels(2)
+    assert int((val[0]["mask"] == 1).sum()) == rectangle_pixels(2, *val[0]["mask"].shape)
     transfer = fewshot.transfer_episodes(root, fold)
     assert len(transfer) > 0 and set(transfer.classes()) <= set(fewshot.transfer_classes(fold))
 
@@ -66,3 +68,9 @@ def test_the_real_data_runner_path_on_every_family(root, build_dir):
                       (Experiment("toy-clip-vit", "toy-clip-vit", fold=0, dataset="fss"), None)):
         out = runner.run(e, evaluate_on=target)
         assert out.trained_now and 0.0 <= out.miou <= 1.0 and np.isfinite(out.fb_iou)
+
+
+def test_images_of_one_dataset_differ_in_size_as_real_ones_do(root):
+    """A batch built by stacking unresized images must fail on fixtures as it would on VOC or COCO."""
+    sizes = {tuple(fewshot.pascal_episodes(root, 0, "trn")[i]["image"].shape) for i in range(6)}
+    assert len(sizes) > 1

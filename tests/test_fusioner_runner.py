@@ -87,3 +87,43 @@ def test_prepare_data_prepares_a_missing_dataset_then_loads_it(build_dir, tmp_pa
     episodes = Runner(profile, data_root=tmp_path / "data", cache_dir=None, prepare_data=True).test_set(e)
     assert prepared == ["voc2012", "fewshot-splits"] and len(episodes) > 0
     assert "downloads VOCtrainval_11-May-2012.tar" in capsys.readouterr().out
+
+
+def test_a_profile_selects_grid_rows_and_names_unknown_ones():
+    grid = [("A x", 1), ("B y", 2), ("C z", 3)]
+    assert Runner(smoke(), cache_dir=None).select(grid, "fusioner.table1.rows") == grid
+    runner = Runner(smoke(extra={"fusioner.table1.rows": ["C z", "A x"]}), cache_dir=None)
+    assert runner.select(grid, "fusioner.table1.rows") == [("A x", 1), ("C z", 3)]  # in the grid's order
+    bad = Runner(smoke(extra={"fusioner.table1.rows": ["B why"]}), cache_dir=None)
+    with pytest.raises(ValueError, match=r"unknown rows \['B why'\]; valid rows: \['A x', 'B y', 'C z'\]"):
+        bad.select(grid, "fusioner.table1.rows")
+    with pytest.raises(ValueError, match="fusioner.folds must be distinct folds among 0-3, got \\[4\\]"):
+        Runner(smoke(extra={"fusioner.folds": [4]}), cache_dir=None)
+    assert Runner(smoke(extra={"fusioner.folds": [2, 0]}), cache_dir=None).folds == (2, 0)
+
+
+def _outcomes(values):
+    """Outcomes with hand-set mIoU per (seed, fold)."""
+    from ovnb.reproduce.fusioner import Outcome
+
+    return [Outcome(Experiment("v", "t", fold=f, seed=s), miou=v, fb_iou=0.0, per_class={}, train_s=0.0, eval_s=0.0,
+                    iterations=1, trained_now=False) for (s, f), v in values.items()]
+
+
+def test_record_folds_records_each_fold_and_the_mean_only_of_all_four(build_dir):
+    from ovnb import results
+    from ovnb.reproduce.fusioner import record_folds
+
+    cols = [f"early 5^{f}" for f in range(4)] + ["early mIoU"]
+    row = "B CLIP-L + CLIP-L"
+    record = results.RunRecord("nb", "smoke", seeds=[0, 1])
+    values = {(s, f): 0.1 * (f + 1) + 0.05 * s for s in (0, 1) for f in range(4)}
+    means = record_folds(record, _outcomes(values), "Table 1", row, cols, "toy")
+    assert means.to_dict() == pytest.approx({0: 25.0, 1: 30.0})  # (10 + 20 + 30 + 40) / 4, then + 5
+    cells = {(c["column"], c["seed"]): c["value"] for c in record.cells}
+    assert cells[("early 5^2", 1)] == pytest.approx(35.0) and cells[("early mIoU", 0)] == pytest.approx(25.0)
+
+    one_fold = results.RunRecord("nb", "smoke", seeds=[0])
+    means = record_folds(one_fold, _outcomes({(0, 0): 0.5}), "Table 1", row, cols, "random")
+    assert means.to_dict() == {0: 50.0}
+    assert [c["column"] for c in one_fold.cells] == ["early 5^0"], "no mean of four folds from one"

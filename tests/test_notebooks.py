@@ -47,3 +47,11 @@ def test_standard_opening(source):
     code = "\n".join(c.source for c in cells if c.cell_type == "code")
     assert "google.colab" in code, "an install cell that runs only on Colab"
     assert "env.report(" in code, "every notebook prints its environment"
+    if "PREPARE_DATA" in declared:  # a notebook on real data says, at its opening, how to get the data
+        import re
+
+        from ovnb.data import prepare
+
+        command = re.search(r"`!ovnb data prepare ([a-z0-9 -]+) --root data`", title.source)
+        assert "PREPARE_DATA = True" in title.source and command, "the opening says how a Colab user gets the data"
+        assert set(command.group(1).split()) <= set(prepare.names()), command.group(1)

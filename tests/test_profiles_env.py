@@ -9,7 +9,7 @@ from ovnb import env, profiles
 
 
 def test_all_profiles_load():
-    assert profiles.names() == ["smoke", "toy", "quick", "paper"]
+    assert profiles.names() == ["smoke", "dryrun", "toy", "quick", "paper"]
     for name in profiles.names():
         p = profiles.load(name)
         assert p.name == name
@@ -18,7 +18,7 @@ def test_all_profiles_load():
 
 
 def test_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown profile 'fast'.*smoke, toy, quick, paper"):
+    with pytest.raises(ValueError, match="unknown profile 'fast'.*smoke, dryrun, toy, quick, paper"):
         profiles.load("fast")
 
 
@@ -27,10 +27,31 @@ def test_malformed_profile_names_the_field(tmp_path, monkeypatch):
                                        "train_iterations: 1\neval_images: 1\nbatch_size: 1\n")
     (tmp_path / "extra.yaml").write_text("name: extra\ncolour: red\n")
     monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
-    with pytest.raises(ValueError, match="weights must be 'toy' or 'released'"):
+    with pytest.raises(ValueError, match=r"weights must be one of \('toy', 'released', 'random'\), got 'imagenet'"):
         profiles.load("odd")
     with pytest.raises(ValueError, match="unknown field.*colour"):
         profiles.load("extra")
+
+
+def test_fixtures_replace_real_data_only():
+    import dataclasses
+
+    toy = profiles.load("toy")
+    with pytest.raises(ValueError, match="fixtures replace real data; set data: real"):
+        dataclasses.replace(toy, fixtures=True)
+    assert toy.pretrained and profiles.load("paper").pretrained and not profiles.load("dryrun").pretrained
+
+
+def test_a_fixture_profile_reads_fixtures_made_in_the_build_folder(build_dir, tmp_path):
+    from ovnb.data import fewshot, fixtures
+
+    user_data = tmp_path / "my-data"
+    assert fixtures.data_root(profiles.load("quick"), user_data) == user_data
+    root = fixtures.data_root(profiles.load("dryrun"), user_data)
+    assert root == build_dir / "fixtures" and not user_data.exists(), "a user's DATA_ROOT is never written"
+    assert len(fewshot.pascal_episodes(root, 3, "val")) > 0
+    stamp = (root / ".complete").stat().st_mtime_ns
+    assert fixtures.data_root(profiles.load("dryrun")) == root and (root / ".complete").stat().st_mtime_ns == stamp
 
 
 def test_device_order_and_explicit_requests(monkeypatch):

@@ -40,6 +40,8 @@ def test_failures_are_reported_and_the_rest_still_run(tmp_path, build_dir, capsy
     assert any("profile is smoke" in "".join(o.get("text", "")) for o in outputs), "papermill injected PROFILE"
     runs = runner.load_runs("smoke")
     assert runs["01_bad"]["status"] == "failed" and runs["02_good"]["status"] == "ok"
+    # the error names the cell: its index and its first line of code
+    assert 'cell 2 `raise ValueError("deliberate failure in cell 2")`: ValueError' in runs["01_bad"]["error"]
     assert runs["02_good"]["wall_time_s"] > 0
     assert sorted(p.name for p in src.iterdir()) == before, "nothing is written next to the sources"
 

@@ -65,6 +65,18 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path):
     assert not list((tmp_path / "resumed").glob("*.tmp"))
 
 
+def test_only_an_unfinished_checkpoint_keeps_the_optimizer_state(tmp_path):
+    config = train.TrainConfig(iterations=6, checkpoint_every=100)
+    head = _head()
+    train.fit(head, _loss_fn(head), config, tmp_path, progress=False, stop_after=3)
+    partial = torch.load(tmp_path / train.CHECKPOINT, weights_only=False)
+    assert partial["step"] == 3 and {"optimizer", "scaler", "rng"} <= set(partial)
+    train.fit(head, _loss_fn(head), config, tmp_path, progress=False)
+    final = torch.load(tmp_path / train.CHECKPOINT, weights_only=False)
+    assert final["step"] == 6 and not {"optimizer", "scaler", "rng"} & set(final)
+    assert set(final["module"]) == set(head.state_dict())
+
+
 def test_a_finished_run_is_loaded_not_retrained(tmp_path):
     config = train.TrainConfig(iterations=4, checkpoint_every=100)
     head = _head()

@@ -164,6 +164,16 @@ class Episodes(torch.utils.data.Dataset):
     def classes(self) -> list[int]:
         return sorted({p.class_id for p in self.pairs})
 
+    def subset(self, n: int | None) -> "Episodes":
+        """``n`` pairs spread evenly over the list (first and last included), so a subset keeps the
+        spread of classes of a sorted list; ``None`` or ``n >= len(self)``: all of them."""
+        if n is None or n >= len(self.pairs):
+            return self
+        if n < 1:
+            raise ValueError(f"a subset needs at least one pair, got n={n}")
+        picked = np.linspace(0, len(self.pairs) - 1, n).round().astype(int) if n > 1 else np.array([0])
+        return Episodes([self.pairs[i] for i in picked], self.load, self.class_names, f"{self.name}-{n}of{len(self)}")
+
 
 def binary_target(mask: torch.Tensor, class_id: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """1 where ``mask == class_id``, 0 elsewhere, ``ignore_index`` kept (HSNet's query mask)."""

@@ -12,7 +12,8 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
   1..80 in HSNet's order) and HSNet's ``splits/coco/{trn,val}/fold{0..3}.pkl`` (0-based class keys).
 * ``fss(root)``: ``FSS-1000/<class>/{1..10}.{jpg,png}`` and ``splits/fss/{trn,val,test}.txt``.
 
-Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has.
+Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
+sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-SIZE = (24, 32)  # height, width: small, and not square, so resizing bugs show
+SIZES = ((24, 32), (30, 22), (20, 36))  # height, width: small, not square and not all alike, as real
+# datasets' images are not, so code that stacks images of one batch without resizing fails here too
+SIZE = SIZES[0]
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -51,8 +54,8 @@ def voc(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     base = root / "VOCdevkit" / "VOC2012"
     rng = np.random.default_rng(seed)
     scenes = {f"2008_{c:06d}": [c, c % 20 + 1] for c in range(1, 21)}  # every class twice, in two images
-    for name, classes in scenes.items():
-        image, mask = _scene(rng, classes)
+    for i, (name, classes) in enumerate(scenes.items()):
+        image, mask = _scene(rng, classes, SIZES[i % len(SIZES)])
         _save(base / "JPEGImages" / f"{name}.jpg", image)
         _save(base / "SegmentationClassAug" / f"{name}.png", mask)
     listing = base / "ImageSets" / "Segmentation"
@@ -79,7 +82,7 @@ def coco(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     for split, pickle_split in (("train2014", "trn"), ("val2014", "val")):
         for i, c in enumerate(range(1, 81, 2)):  # 40 images a split, two classes each: all 80 classes
             name = f"{split}/COCO_{split}_{i:012d}"
-            image, mask = _scene(rng, [c, c + 1])
+            image, mask = _scene(rng, [c, c + 1], SIZES[i % len(SIZES)])
             _save(base / f"{name}.jpg", image)
             _save(base / "annotations" / f"{name}.png", mask)
             scenes[f"{name}.jpg"] = [c, c + 1]
@@ -115,7 +118,24 @@ FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:
-    """Every fixture family (or the ones named) under ``root``; returns ``root``."""
+    """Every fixture family (or the ones named) under ``root``; returns ``root``. Deterministic, so
+    making them again over an earlier copy writes the same files."""
     for name in families:
         FAMILIES[name](root)
     return Path(root)
+
+
+def data_root(profile, requested: str | Path = "data") -> Path:
+    """Where a notebook reads real datasets in ``profile``: ``requested`` (its ``DATA_ROOT``), or,
+    in a profile with ``fixtures`` (the dry run), ``build/fixtures``, made here on first use - a
+    user's ``DATA_ROOT`` with real data in it is never written to."""
+    from .. import results
+
+    if not getattr(profile, "fixtures", False):
+        return Path(requested)
+    root = results.build_dir() / "fixtures"
+    done = root / ".complete"
+    if not done.is_file():
+        make(root)
+        done.write_text("ovnb.data.fixtures\n")
+    return root

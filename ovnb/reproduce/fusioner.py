@@ -8,7 +8,8 @@ rebuild neither trains nor evaluates again. ``Runner.run_all`` does the same for
 experiments, training the missing ones in parallel processes where the profile asks for it
 (``Profile.workers``). In the ``toy`` and ``smoke`` profiles the data are the toy world's folds and
 the models the toy encoders; in ``quick`` / ``paper`` PASCAL-5i / COCO-20i / FSS-1000 under
-``DATA_ROOT`` and the released encoders.
+``DATA_ROOT`` and the released encoders; in ``dryrun`` the same code on fixture datasets with the
+real architectures' random weights.
 
 **Seeds.** ``Experiment.seed`` is the training seed: the fusion module's initialisation, the order
 of the training batches and the random-text control's vectors. The data - the toy world's scenes
@@ -98,8 +99,11 @@ class Runner:
     ``toy`` sizes: the fusion module of ``FusionerConfig.toy()``. From the profile: ``batch_size``,
     ``fusioner.iterations`` (or ``fusioner.epochs`` of the fold's training pairs - the paper profile's
     510 = 10 warmup + 500 cosine epochs), ``fusioner.eval_episodes`` per fold, ``seeds`` (the
-    training seeds a notebook runs, unless it passes its own) and ``workers`` (processes that
-    ``run_all`` trains in). ``data_seed`` fixes the toy world's sample and the drawn test episodes.
+    training seeds a notebook runs, unless it passes its own), ``workers`` (processes that
+    ``run_all`` trains in), ``fusioner.folds`` (the folds notebooks run, ``self.folds``; all four
+    unless set), ``eval_images`` (where set, PASCAL's test lists are cut to that many pairs, spread
+    evenly) and grid rows a notebook's ``select`` keeps. ``data_seed`` fixes the toy world's sample
+    and the drawn test episodes.
     """
 
     def __init__(self, profile, data_seed: int = 0, data_root: str | Path = "data",
@@ -108,7 +112,9 @@ class Runner:
                  optimizer: str = "paper", seeds=None, workers: int | None = None, prepare_data: bool = False):
         self.profile = profile
         self.data_seed = data_seed
-        self.data_root = _resolve(data_root)
+        from ..data.fixtures import data_root as fixture_root
+
+        self.data_root = _resolve(fixture_root(profile, data_root))
         self.cache_dir = _resolve(cache_dir) if cache_dir is not None else None
         self.device = device
         self.progress = progress
@@ -119,6 +125,10 @@ class Runner:
         if not self.seeds:
             raise ValueError("SEEDS is empty: give at least one training seed, e.g. [0]")
         self.workers = min(profile.workers if workers is None else int(workers), os.cpu_count() or 1)
+        self.folds = tuple(profile.get("fusioner.folds", (0, 1, 2, 3)))
+        if not self.folds or len(set(self.folds)) != len(self.folds) or not set(self.folds) <= {0, 1, 2, 3}:
+            raise ValueError(f"profile {profile.name!r}: fusioner.folds must be distinct folds among 0-3, "
+                             f"got {list(self.folds)!r}")
         self.iterations = profile.get("fusioner.iterations", profile.train_iterations)
         self.epochs = profile.get("fusioner.epochs")
         if self.iterations is None and self.epochs is None:
@@ -139,8 +149,8 @@ class Runner:
         return replace(base, fusion=e.fusion, decoder=e.decoder, normalisation=self.normalisation)
 
     def build(self, e: Experiment) -> fusioner.Fusioner:
-        # every profile loads real weights: the embedded toy checkpoints or the released ones
-        model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=True, config=self.config(e),
+        # the embedded toy checkpoints, the released weights, or (dry run) none: random weights
+        model = fusioner.build(e.visual, e.text, fusion=e.fusion, pretrained=self.profile.pretrained, config=self.config(e),
                                device=self.device, encoders=self.encoders, seed=e.seed)
         self.encoders.update({e.visual: model.visual_encoder, e.text: model.text_encoder})
         return model
@@ -202,18 +212,32 @@ class Runner:
                 else:
                     ds = fewshot.toy_fold_episodes(e.fold, "val", images=TOY_TEST_IMAGES, episodes=n, seed=self.data_seed,
                                                    shifted=target == "pascal-transfer")
-            elif target == "pascal":
-                ds = self._load(lambda: fewshot.pascal_episodes(self.data_root, e.fold, "val"))
+            elif target == "pascal":  # the fold's whole list, or a spread subset where the profile sets eval_images
+                ds = self._load(lambda: fewshot.pascal_episodes(self.data_root, e.fold, "val")).subset(
+                    self.profile.eval_images)
             elif target == "coco":
                 ds = self._load(lambda: fewshot.coco_episodes(self.data_root, e.fold, "val", self.coco_protocol,
                                                               episodes=n, seed=self.data_seed))
             elif target == "pascal-transfer":
-                ds = self._load(lambda: fewshot.transfer_episodes(self.data_root, e.fold))
+                ds = self._load(lambda: fewshot.transfer_episodes(self.data_root, e.fold)).subset(self.profile.eval_images)
             else:
                 ds = self._load(lambda: fewshot.Mosaic4(self.data_root, length=600 if self.profile.name == "paper" else n,
                                                         seed=self.data_seed))
             self.datasets[key] = ds
         return self.datasets[key]
+
+    def select(self, grid: list, key: str) -> list:
+        """The entries of a notebook's ``grid`` (tuples whose first item is the paper row) that the
+        profile's ``key`` lists (e.g. ``fusioner.table1.rows``: the ``quick`` profile's short grid);
+        all of them where the profile sets none. An unknown row is an error naming the valid ones."""
+        rows = self.profile.get(key)
+        if rows is None:
+            return list(grid)
+        known = [entry[0] for entry in grid]
+        unknown = [r for r in rows if r not in known]
+        if unknown:
+            raise ValueError(f"profile {self.profile.name!r}: {key} names unknown rows {unknown}; valid rows: {known}")
+        return [entry for entry in grid if entry[0] in rows]
 
     def schedule(self, e: Experiment) -> int:
         """Optimizer steps of experiment ``e``: fixed, or epochs x ceil(training pairs / batch)."""
@@ -244,6 +268,8 @@ class Runner:
         besides the checkpoint (the test set, its size and seed, the resolution and COCO protocol)."""
         spec = {"target": target or e.dataset, "episodes": self.eval_episodes, "data_seed": self.data_seed,
                 "resolution": "original" if self.toy else self.resolution, "coco_protocol": self.coco_protocol}
+        if not self.toy:  # PASCAL's lists are cut to eval_images where the profile sets it
+            spec["eval_images"] = self.profile.eval_images
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         return run_dir / f"evaluation-{digest}.json"
 
@@ -344,7 +370,9 @@ class Runner:
             self._pool = None
 
     def weights_source(self) -> str:
-        return "toy" if self.profile.weights == "toy" else "retrained"
+        """How the recorded numbers were made: ``toy`` encoders, ``random`` ones (the dry run), or
+        released encoders with a fusion module ``retrained`` here."""
+        return {"toy": "toy", "random": "random"}.get(self.profile.weights, "retrained")
 
 
 def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data",
@@ -366,25 +394,30 @@ def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Pat
 
 def record_folds(record, outcomes: list[Outcome], table: str, row: str, columns: list[str], weights: str,
                  metric: str = "miou", **protocol) -> "pd.Series":
-    """Record, for every training seed, the four per-fold values (%) and their mean into
-    ``columns`` (4 fold labels + the mean label) of ``table``'s ``row``; returns the fold means per
-    seed (``ovnb.results`` aggregates them over seeds)."""
+    """Record, for every training seed, the per-fold values (%) into ``columns`` (4 fold labels +
+    the mean label) of ``table``'s ``row``, and their mean where all four folds ran (a profile may
+    run fewer: ``fusioner.folds``; the paper's mean column is then left empty). Returns the mean of
+    the folds that ran, per seed (``ovnb.results`` aggregates them over seeds)."""
     import pandas as pd
 
     values = unit_values(outcomes, metric)
     if len(columns) != 5:
         raise ValueError(f"expected 5 columns (4 folds + the mean), got {len(columns)}")
-    means = {}
+    means, folds = {}, None
     for seed, per_fold in values.groupby(level="seed"):
         per_fold = per_fold.droplevel("seed").sort_index()
-        if list(per_fold.index) != [0, 1, 2, 3]:
-            raise ValueError(f"seed {seed}: expected folds 0-3, got {list(per_fold.index)}")
-        for value, column in zip(per_fold, columns):
-            record.add(value, paper="fusioner", table=table, row=row, column=column, weights=weights, seed=seed,
-                       **protocol)
+        if folds is not None and list(per_fold.index) != folds:
+            raise ValueError(f"seed {seed} ran folds {list(per_fold.index)}, an earlier seed {folds}")
+        folds = list(per_fold.index)
+        if not set(folds) <= {0, 1, 2, 3} or len(set(folds)) != len(folds):
+            raise ValueError(f"seed {seed}: expected distinct folds among 0-3, got {folds}")
+        for fold, value in per_fold.items():
+            record.add(value, paper="fusioner", table=table, row=row, column=columns[fold], weights=weights,
+                       seed=seed, **protocol)
         means[seed] = float(per_fold.mean())
-        record.add(means[seed], paper="fusioner", table=table, row=row, column=columns[-1], weights=weights,
-                   seed=seed, **protocol)
+        if folds == [0, 1, 2, 3]:
+            record.add(means[seed], paper="fusioner", table=table, row=row, column=columns[-1], weights=weights,
+                       seed=seed, **protocol)
     return pd.Series(means, name=row).rename_axis("seed")
 
 
