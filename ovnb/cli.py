@@ -8,6 +8,7 @@
     ovnb data list | prepare NAME... --root DIR   the real datasets: what they download; prepare them
     ovnb benchmark fusioner-cache        Fusioner training step time with and without the feature cache
     ovnb benchmark fusioner-cosine       the output-size cosine, direct vs upsampled_cosine
+    ovnb benchmark simbaseline           batched vs one-by-one region classification; seconds per image
     ovnb profiles                        list the profiles
 """
 
@@ -130,6 +131,18 @@ def cmd_profiles(args) -> int:
 def cmd_benchmark(args) -> int:
     from .reproduce import benchmark
 
+    if args.what == "simbaseline":
+        from .reproduce import benchmark_simbaseline as sbb
+
+        configs = args.configs or list(sbb.CONFIGS)
+        unknown = [c for c in configs if c not in sbb.CONFIGS]
+        if unknown:
+            raise SystemExit(f"ovnb: unknown simbaseline config(s) {unknown}; valid: {list(sbb.CONFIGS)}")
+        regions = [sbb.measure_regions(c, proposals=args.proposals, steps=args.steps) for c in configs]
+        print(sbb.report(regions, {}), flush=True)
+        pipeline = {c: sbb.measure_pipeline(c) for c in configs} if not args.no_pipeline else {}
+        print(sbb.report(regions, pipeline))
+        return 0
     if args.what == "fusioner-cosine":
         configs = args.configs or list(benchmark.COSINE_SHAPES)
         unknown = [c for c in configs if c not in benchmark.COSINE_SHAPES]
@@ -230,10 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
-    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine"],
+    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine", "simbaseline"],
                    help="fusioner-cache: training step with vs without the cache; fusioner-cosine: Eq. (4)'s "
-                        "similarity as interpolate + cosine vs upsampled_cosine (configs toy, paper)")
-    p.add_argument("--configs", nargs="+", default=None, help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper")
+                        "similarity as interpolate + cosine vs upsampled_cosine (configs toy, paper); simbaseline: "
+                        "Eq. (1) on all proposals in one CLIP forward vs one by one, and segment() s/image "
+                        "(configs toy, vit-b-16)")
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper; simbaseline: toy, vit-b-16")
+    p.add_argument("--proposals", type=int, default=100, help="simbaseline: proposals per image")
+    p.add_argument("--no-pipeline", action="store_true", help="simbaseline: the region benchmark only")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--device", default=None)

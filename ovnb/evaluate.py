@@ -126,3 +126,39 @@ def evaluate_mosaics(model, mosaics, limit: int | None = None, visual_fn=None, b
                 target[mask == 255] = 255
                 meter.update((lab == k + 1).long(), target, cid)
     return meter
+
+
+# ----------------------------------------------------------------------------------------------
+# Semantic segmentation with seen and unseen classes (SimBaseline Sec. 6.1; zsseg's
+# ``GeneralizedSemSegEvaluator``)
+
+
+def generalized_zero_shot(matrix, seen, unseen, convention: str = "gt_present") -> dict[str, float]:
+    """The generalized zero-shot scores of one confusion matrix over *all* classes (seen and unseen
+    names compete at test time): mIoU, mIoU-seen, mIoU-unseen, hIoU = 2SU/(S+U), pAcc - fractions.
+    ``convention="detectron2-0.6"`` is zsseg's denominator (``ovnb.metrics.MIOU_CONVENTIONS``)."""
+    from .metrics import harmonic_mean, miou, pixel_accuracy
+
+    s, u = miou(matrix, seen, convention), miou(matrix, unseen, convention)
+    return {"mIoU": miou(matrix, None, convention), "mIoU-seen": s, "mIoU-unseen": u, "hIoU": harmonic_mean(s, u),
+            "pAcc": pixel_accuracy(matrix)}
+
+
+@torch.no_grad()
+def evaluate_semseg(model, dataset, protocol: str = "standard", limit: int | None = None, progress: bool = False,
+                    description: str = "eval"):
+    """The ``ConfusionMatrix`` of ``model.segment`` over ``dataset`` (``ovnb.data.semseg.SemSegImages``):
+    every image is segmented with all of the split's class names, the prediction is the argmax of
+    the scores, and the mask's 255 pixels are ignored (``protocol``: ``ovnb.metrics.PROTOCOLS``)."""
+    from tqdm.auto import tqdm
+
+    from .metrics import PROTOCOLS
+
+    names = list(dataset.class_names)
+    matrix = PROTOCOLS[protocol].confusion_matrix(len(names))
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in tqdm(range(count), desc=description, disable=not progress, leave=False):
+        sample = dataset[i]
+        scores = model.segment(sample["image"][None], names)[0]
+        matrix.update(scores.argmax(0).cpu(), sample["mask"])
+    return matrix

@@ -203,7 +203,7 @@ def test_prepare_runs_from_outside_the_checkout_with_a_mirror_source(server, tmp
 def test_the_thin_scripts_call_the_package():
     import subprocess
 
-    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits"):
+    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k"):
         proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "--root" in proc.stdout
@@ -218,7 +218,7 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ovnb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits"):
+    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k"):
         assert f"ovnb/data/prepare/{module}.py" in names
 
 
@@ -246,3 +246,29 @@ def test_prepare_voc_from_archives_of_the_fixture_layout(server, tmp_path):
         ours, made = fewshot.pascal_episodes(data, fold, "val"), fewshot.pascal_episodes(src, fold, "val")
         assert ours.pairs == made.pairs and len(ours) > 0
         assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(len(ours)))
+
+
+def test_prepare_coco_stuff_from_archives_of_the_fixture_layout(server, tmp_path):
+    """COCO 2017's image zips and COCO-Stuff's stuffthingmaps zip, packed from the fixture as the hosts
+    ship them, come out where ``ovnb.data.semseg.coco_stuff`` reads them, unchanged."""
+    from ovnb.data import fixtures, semseg
+
+    www, url = server
+    src = tmp_path / "src"
+    fixtures.coco_stuff(src)
+    for image_set in ("train2017", "val2017"):
+        with zipfile.ZipFile(www / f"{image_set}.zip", "w") as z:
+            for p in sorted((src / "coco" / image_set).iterdir()):
+                z.write(p, f"{image_set}/{p.name}")
+    with zipfile.ZipFile(www / "maps.zip", "w") as z:
+        for image_set in ("train2017", "val2017"):
+            for p in sorted((src / "coco" / "stuffthingmaps" / image_set).iterdir()):
+                z.write(p, f"{image_set}/{p.name}")
+    data = tmp_path / "data"
+    load("coco-stuff-164k").prepare(data, {"train2017": (f"{url}/train2017.zip", "train2017.zip", None),
+                                           "val2017": (f"{url}/val2017.zip", "val2017.zip", None),
+                                           "stuffthingmaps": (f"{url}/maps.zip", "maps.zip", None)})
+    for image_set in ("train2017", "val2017"):
+        ours, made = semseg.coco_stuff(data, image_set), semseg.coco_stuff(src, image_set)
+        assert ours.keys == made.keys and len(ours) > 50
+        assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(0, len(ours), 7))

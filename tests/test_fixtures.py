@@ -74,3 +74,28 @@ def test_images_of_one_dataset_differ_in_size_as_real_ones_do(root):
     """A batch built by stacking unresized images must fail on fixtures as it would on VOC or COCO."""
     sizes = {tuple(fewshot.pascal_episodes(root, 0, "trn")[i]["image"].shape) for i in range(6)}
     assert len(sizes) > 1
+
+
+def test_coco_stuff_and_voc_semantic_splits_read_through_their_loaders(root):
+    import torch
+
+    from ovnb.data import semseg
+
+    val = semseg.coco_stuff(root, "val2017")
+    seen_ids = set()
+    for i in range(len(val)):
+        seen_ids |= set(torch.unique(val[i]["mask"]).tolist())
+    assert seen_ids == set(range(171)) | {255}, "every class of the 171, in contiguous ids"
+    train_all = semseg.coco_stuff(root, "train2017")
+    train = semseg.coco_stuff(root, "train2017", training=True)
+    assert len(train) == len(train_all) - 1, "the image with unseen classes only is dropped"
+    unseen = set(semseg.split("coco-stuff-171").unseen)
+    assert all(unseen.isdisjoint(torch.unique(train[i]["mask"]).tolist()) for i in range(len(train)))
+    assert (root / "coco" / "stuffthingmaps" / "ovnb-seen-train2017.json").is_file()
+
+    voc_val, voc_train = semseg.voc(root, "val"), semseg.voc(root, "train", training=True)
+    assert len(voc_val) == 10 and len(voc_train) > 0
+    values = set(torch.unique(voc_val[0]["mask"]).tolist())
+    assert 255 in values and values <= set(range(20)) | {255}, "background and void are ignored"
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare coco-stuff-164k"):
+        semseg.coco_stuff(root / "nowhere")

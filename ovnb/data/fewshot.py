@@ -42,21 +42,15 @@ import numpy as np
 import torch
 import yaml
 
+from . import files
+from .files import DatasetMissingError, read_image as _read_image, read_mask as _read_mask  # noqa: F401
+
 HERE = Path(__file__).parent
 IGNORE_INDEX = 255
 COCO_PROTOCOLS = ("hsnet-uniform", "official-first-1000")
 # the prepared datasets (``ovnb.data.prepare``) each benchmark family reads
 NEEDS = {"pascal": ("voc2012", "fewshot-splits"), "coco": ("coco2014", "fewshot-splits"),
          "fss": ("fss1000", "fewshot-splits")}
-
-
-class DatasetMissingError(FileNotFoundError):
-    """A dataset (or part of it) is not where the loaders expect it; ``datasets`` names what
-    ``ovnb.data.prepare`` must prepare and ``root`` where."""
-
-    def __init__(self, message: str, datasets: tuple[str, ...] = (), root: Path | None = None):
-        super().__init__(message)
-        self.datasets, self.root = datasets, root
 
 
 @lru_cache(maxsize=None)
@@ -92,29 +86,8 @@ def seen_classes(dataset: str, fold: int) -> list[int]:
 
 
 def require(path: Path, dataset: str, root: Path, what: str) -> Path:
-    if not path.exists():
-        from .prepare import command
-
-        needs = NEEDS[dataset]
-        raise DatasetMissingError(
-            f"{dataset}: {what} not found at {path}.\nExpected layout: see ovnb.data.fewshot (module docstring).\n"
-            f"Prepare it with: {command(list(needs), root)}\n(in a notebook: set PREPARE_DATA = True, or call "
-            f"ovnb.data.prepare.prepare(name, {str(root)!r}) for each of {', '.join(needs)})", needs, Path(root))
-    return path
-
-
-def _read_image(path: Path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
-
-
-def _read_mask(path: Path) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im, dtype=np.uint8).astype(np.int64))
+    """``path``, or a ``DatasetMissingError`` naming the layout and the command that prepares ``dataset``."""
+    return files.require(path, NEEDS[dataset], root, what, f"{dataset}: ", "ovnb.data.fewshot")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

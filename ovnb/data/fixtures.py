@@ -11,6 +11,7 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
 * ``coco(root)``: ``COCO2014/{train2014,val2014}`` with ``annotations/<split>/*.png`` (class ids
   1..80 in HSNet's order) and HSNet's ``splits/coco/{trn,val}/fold{0..3}.pkl`` (0-based class keys).
 * ``fss(root)``: ``FSS-1000/<class>/{1..10}.{jpg,png}`` and ``splits/fss/{trn,val,test}.txt``.
+* ``coco_stuff(root)``: ``coco/{train2017,val2017}/*.jpg`` and ``coco/stuffthingmaps/<set>/*.png``.
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -114,7 +115,32 @@ def fss(root: str | Path, per_split: int = 5, seed: int = 0) -> dict[str, list[s
     return splits
 
 
-FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss}
+def coco_stuff(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """COCO-Stuff-164k: COCO 2017 images and stuffthingmaps (stored values = COCO category id - 1);
+    returns ``<image set>/<name>`` -> stored values. Every one of the 171 classes appears in both image
+    sets; one training image holds unseen classes only (the unseen-pixel rule must drop it)."""
+    from .semseg import _classes
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    stored = [v for v, _ in _classes()["coco_stuff_171"]]
+    unseen = {v for v, n in _classes()["coco_stuff_171"] if n in set(_classes()["coco_stuff_171_unseen"])}
+    scenes: dict[str, list[int]] = {}
+    for image_set in ("train2017", "val2017"):
+        groups = [stored[i:i + 3] for i in range(0, len(stored), 3)]  # 57 images of three classes each
+        if image_set == "train2017":
+            groups.append(sorted(unseen)[:2])  # nothing seen in it
+        for i, values in enumerate(groups):
+            name = f"{i + 1:012d}"
+            image, mask = _scene(rng, [v + 1 for v in values], SIZES[i % len(SIZES)])  # 0 is "person" here:
+            mask = np.where((mask == 0) | (mask == 255), 255, mask.astype(np.int64) - 1).astype(np.uint8)  # unlabeled 255
+            _save(root / "coco" / image_set / f"{name}.jpg", image)
+            _save(root / "coco" / "stuffthingmaps" / image_set / f"{name}.png", mask)
+            scenes[f"{image_set}/{name}"] = values
+    return scenes
+
+
+FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:

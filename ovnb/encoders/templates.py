@@ -8,6 +8,8 @@ averaged and re-normalised (``FrozenEncoder.embed_text``).
 * ``vild`` - the 14 ViLD templates (SimBaseline's ``--prompt vild``, FC-CLIP's ``VILD_PROMPT``).
 * ``imagenet`` - CLIP's 80 ImageNet templates, as shipped by open_clip.
 * ``photo`` - the single template ``"a photo of a {}."``.
+* ``sculpture`` - zsseg's single predefined prompt ``"a sculpture of a {}."`` (the default of its
+  configs: the one ImageNet template the paper's search kept, Sec. 4.2).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ VILD = (
 )
 
 PHOTO = ("a photo of a {}.",)
+SCULPTURE = ("a sculpture of a {}.",)
 
 
 def _imagenet() -> tuple[str, ...]:
@@ -81,12 +84,12 @@ def get(name_or_templates) -> tuple[str, ...]:
         if not templates or bad:
             raise ValueError(f"templates need exactly one '{{}}' each; bad: {bad or 'empty list'}")
         return templates
-    sets = {"fusioner": FUSIONER, "vild": VILD, "photo": PHOTO}
+    sets = {"fusioner": FUSIONER, "vild": VILD, "photo": PHOTO, "sculpture": SCULPTURE}
     if name_or_templates == "imagenet":
         return _imagenet()
     if name_or_templates not in sets:
-        raise ValueError(f"unknown template set {name_or_templates!r}; known: fusioner, vild, imagenet, photo")
+        raise ValueError(f"unknown template set {name_or_templates!r}; known: {', '.join(NAMES)}")
     return sets[name_or_templates]
 
 
-NAMES = ("fusioner", "vild", "imagenet", "photo")
+NAMES = ("fusioner", "vild", "imagenet", "photo", "sculpture")

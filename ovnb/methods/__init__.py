@@ -12,6 +12,7 @@ from __future__ import annotations
 
 METHODS = {
     "fusioner": "ovnb.methods.fusioner",
+    "simbaseline": "ovnb.methods.simbaseline",
 }
 
 

@@ -6,7 +6,7 @@
 
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
-``fss1000``, ``fewshot_splits``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``fss1000``, ``fewshot_splits``, ``coco_stuff164k``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -35,6 +35,8 @@ DATASETS = {d.name: d for d in (
             "train2014.zip (about 13 GB), val2014.zip (about 6 GB) and HSNet's two mask archives", ("fewshot-splits",)),
     Dataset("fss1000", "fss1000", "FSS-1000 (Mosaic-4, Fusioner Table 3)", "HSNet's FSS-1000.zip",
             ("fewshot-splits",)),
+    Dataset("coco-stuff-164k", "coco_stuff164k", "COCO-Stuff-164k: COCO 2017 + stuffthingmaps (SimBaseline 156/15)",
+            "train2017.zip (about 18 GB), val2017.zip (about 1 GB) and stuffthingmaps_trainval2017.zip (about 0.7 GB)"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .download import fetch_folder, google_drive
+from .download import fetch_missing, google_drive
 
 SOURCES = {
     "train2014": ("http://images.cocodataset.org/zips/train2014.zip", "train2014.zip", None),
@@ -27,11 +27,8 @@ def prepare(root: Path, sources: dict = SOURCES) -> Path:
     root = Path(root)
     base = root / "COCO2014"
     downloads = root / "downloads"
-    for split in ("train2014", "val2014"):
-        if not (base / split).is_dir():
-            fetch_folder(sources[split], downloads, split, base / split)
-        if not (base / "annotations" / split).is_dir():
-            fetch_folder(sources[f"masks_{split}"], downloads, split, base / "annotations" / split)
+    fetch_missing(downloads, [(sources[key], split, base / sub / split) for split in ("train2014", "val2014")
+                              for key, sub in ((split, ""), (f"masks_{split}", "annotations"))])
     print(f"COCO 2014 with HSNet masks ready in {base}")
     return base
 

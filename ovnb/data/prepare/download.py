@@ -147,3 +147,11 @@ def fetch_folder(source: tuple, downloads: Path, folder: str, dest: Path) -> Pat
     move_into(found, dest)
     shutil.rmtree(scratch, ignore_errors=True)
     return dest
+
+
+def fetch_missing(downloads: Path, folders: list[tuple[tuple, str, Path]]) -> None:
+    """``fetch_folder(source, downloads, folder, dest)`` for each ``(source, folder, dest)`` whose
+    ``dest`` is not in place yet (a dataset prepared earlier, or in part, is not fetched again)."""
+    for source, folder, dest in folders:
+        if not Path(dest).is_dir():
+            fetch_folder(source, downloads, folder, Path(dest))

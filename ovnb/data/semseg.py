@@ -1,0 +1,239 @@
+"""Semantic-segmentation benchmarks with seen/unseen splits: class lists, label maps, the
+unseen-pixel rule (SimBaseline Sec. 6.1; also PnP-OVSS's and FC-CLIP's datasets, which extend this).
+
+A ``Split`` names a benchmark's classes (contiguous ids ``0..C-1``, in the order of the dataset's
+own ids) and which of them are unseen. Masks handed to training and evaluation hold contiguous ids,
+and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protocol:
+
+* ``coco-stuff-171``: COCO-Stuff-164k; the released stuffthingmaps store COCO category id - 1 (things
+  0..89 with gaps, stuff 91..181) and 255 = unlabeled; ``label_map`` turns them into 0..170. Zero-shot
+  split 156/15 (``semseg_classes.yaml``).
+* ``voc-20``: PASCAL VOC 2012 with background ignored (zsseg's protocol): values 1..20 -> 0..19,
+  background 0 and the void border 255 -> 255. Split 15/5.
+* ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
+  with 7 unseen (things and stuff, like COCO-Stuff), or the 48 things with 12 unseen and stuff as
+  ignored background (like VOC).
+
+**The unseen-pixel rule** (zsseg's ``*_base`` annotations): for training, every pixel of an unseen
+class is set to 255 - the unseen objects stay visible in the image, but are never a target - and an
+image left with no seen pixel is dropped (``training_mask``, ``has_seen_pixels``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import yaml
+
+HERE = Path(__file__).parent
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    class_names: tuple[str, ...]
+    unseen: tuple[int, ...]  # contiguous ids of the unseen classes, sorted
+
+    @property
+    def seen(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.class_names)) if i not in set(self.unseen))
+
+    @property
+    def seen_flags(self) -> torch.Tensor:
+        """``[C]`` bool, True for seen classes (zsseg's ``trainable_flag``)."""
+        flags = torch.ones(len(self.class_names), dtype=torch.bool)
+        flags[list(self.unseen)] = False
+        return flags
+
+    def names(self, ids) -> list[str]:
+        return [self.class_names[i] for i in ids]
+
+
+@lru_cache(maxsize=1)
+def _classes() -> dict:
+    return yaml.safe_load((HERE / "semseg_classes.yaml").read_text())
+
+
+def _from_names(name: str, names: list[str], unseen_names: list[str]) -> Split:
+    missing = [n for n in unseen_names if n not in names]
+    if missing:
+        raise ValueError(f"{name}: unseen classes {missing} are not class names")
+    return Split(name, tuple(names), tuple(sorted(names.index(n) for n in unseen_names)))
+
+
+def split(name: str) -> Split:
+    """The ``Split`` called ``name`` (``SPLITS``); an unknown name is an error listing them."""
+    if name == "coco-stuff-171":
+        raw = _classes()
+        return _from_names(name, [n for _, n in raw["coco_stuff_171"]], raw["coco_stuff_171_unseen"])
+    if name == "voc-20":
+        raw = _classes()
+        return _from_names(name, raw["voc_20"], raw["voc_20_unseen"])
+    if name in ("toy-zero-shot", "toy-voc"):
+        from .toy_world import splits, vocabulary
+
+        voc, which = vocabulary(), splits()["zero_shot" if name == "toy-zero-shot" else "voc"]
+        names = voc.names if name == "toy-zero-shot" else voc.names[:len(voc.things)]
+        return Split(name, tuple(names), tuple(sorted(which["unseen"])))
+    raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
+
+
+SPLITS = ("coco-stuff-171", "voc-20", "toy-zero-shot", "toy-voc")
+
+
+def label_map(name: str) -> torch.Tensor:
+    """A 256-entry lookup table from a dataset's stored mask values to contiguous ids (255 elsewhere):
+    ``label_map(name)[mask.long()]`` converts a whole mask."""
+    table = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    if name == "coco-stuff-171":
+        for contiguous, (stored, _) in enumerate(_classes()["coco_stuff_171"]):
+            table[stored] = contiguous
+    elif name == "voc-20":
+        table[1:21] = torch.arange(20)  # background 0 -> ignored
+    elif name == "toy-zero-shot":
+        table[:len(split(name).class_names)] = torch.arange(len(split(name).class_names))
+    elif name == "toy-voc":
+        things = len(split(name).class_names)
+        table[:things] = torch.arange(things)  # stuff (the background of a toy scene) -> ignored
+    else:
+        raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
+    return table
+
+
+def training_mask(mask: torch.Tensor, unseen, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """The unseen-pixel rule: a copy of ``mask`` (contiguous ids) with every unseen-class pixel set to
+    ``ignore_index``."""
+    out = mask.clone()
+    out[torch.isin(mask, torch.as_tensor(list(unseen), dtype=mask.dtype))] = ignore_index
+    return out
+
+
+def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> bool:
+    """Whether a training mask (after ``training_mask``) keeps any pixel: images without are dropped."""
+    return bool((mask != ignore_index).any())
+
+
+# ----------------------------------------------------------------------------------------------
+# Images with masks: the prepared datasets and the toy world
+
+# what ``ovnb data prepare`` must lay out for each split's images
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",)}
+
+
+class SemSegImages(torch.utils.data.Dataset):
+    """Images of one split with masks in contiguous ids: ``{"image": uint8 [3, H, W], "mask": int64
+    [H, W], "id": str}``. ``training=True`` applies the unseen-pixel rule (``training_mask``) and keeps
+    only the images with a seen pixel (``keep``: their indices, computed once by the caller)."""
+
+    def __init__(self, keys: list[str], load, split_: Split, table: torch.Tensor, name: str, training: bool = False,
+                 keep: list[int] | None = None):
+        self.keys = [keys[i] for i in keep] if keep is not None else list(keys)
+        self.load, self.split, self.table, self.name, self.training = load, split_, table, name, training
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def read(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image and its mask in contiguous ids (before the unseen-pixel rule)."""
+        image, stored = self.load(key)
+        return image, self.table[stored.clamp(0, 255)]
+
+    def __getitem__(self, index: int) -> dict:
+        key = self.keys[index]
+        image, mask = self.read(key)
+        if self.training:
+            mask = training_mask(mask, self.split.unseen)
+        return {"image": image, "mask": mask, "id": f"{self.name}/{key}"}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.split.class_names
+
+
+def _kept(dataset: SemSegImages, index_path: Path | None) -> list[int]:
+    """Indices of the images that keep a seen pixel under the unseen-pixel rule; stored in
+    ``index_path`` (beside the masks) after the first pass over them."""
+    import json
+
+    if index_path is not None and index_path.is_file():
+        return json.loads(index_path.read_text())
+    from tqdm.auto import tqdm
+
+    keep = [i for i, key in enumerate(tqdm(dataset.keys, desc=f"{dataset.name}: images with seen pixels",
+                                           leave=False, disable=len(dataset.keys) < 1000))
+            if has_seen_pixels(training_mask(dataset.read(key)[1], dataset.split.unseen))]
+    if index_path is not None:
+        index_path.write_text(json.dumps(keep))
+    return keep
+
+
+def _finish(dataset: SemSegImages, training: bool, index_path: Path | None) -> SemSegImages:
+    if not training:
+        return dataset
+    return SemSegImages(dataset.keys, dataset.load, dataset.split, dataset.table, dataset.name, True,
+                        _kept(dataset, index_path))
+
+
+def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = False) -> SemSegImages:
+    """COCO-Stuff-164k (171 classes) from ``root/coco`` (``ovnb data prepare coco-stuff-164k``)."""
+    from .files import read_image, read_mask, require
+
+    if image_set not in ("train2017", "val2017"):
+        raise ValueError(f"image_set must be 'train2017' or 'val2017', got {image_set!r}")
+    root = Path(root)
+    images = require(root / "coco" / image_set, NEEDS["coco-stuff-171"], root, f"COCO {image_set} images",
+                     "coco-stuff-171: ", "ovnb.data.prepare.coco_stuff164k")
+    masks = require(root / "coco" / "stuffthingmaps" / image_set, NEEDS["coco-stuff-171"], root,
+                    f"stuffthingmaps/{image_set}", "coco-stuff-171: ", "ovnb.data.prepare.coco_stuff164k")
+    keys = sorted(p.stem for p in masks.glob("*.png"))
+
+    def load(key):
+        return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
+
+    ds = SemSegImages(keys, load, split("coco-stuff-171"), label_map("coco-stuff-171"), f"coco-stuff-{image_set}")
+    return _finish(ds, training, masks.parent / f"ovnb-seen-{image_set}.json")
+
+
+def voc(root: str | Path, image_set: str = "val", training: bool = False) -> SemSegImages:
+    """PASCAL VOC 2012 with background ignored (20 classes): ``"val"`` the 1,449 val images, ``"train"``
+    the SBD-augmented training set (every SegmentationClassAug mask not in val: 10,582)."""
+    from .files import read_image, read_mask, require
+
+    if image_set not in ("train", "val"):
+        raise ValueError(f"image_set must be 'train' or 'val', got {image_set!r}")
+    root = Path(root)
+    base = require(root / "VOCdevkit" / "VOC2012", NEEDS["voc-20"], root, "VOC2012", "voc-20: ", "ovnb.data.prepare.voc2012")
+    masks = require(base / "SegmentationClassAug", NEEDS["voc-20"], root, "SBD-augmented masks", "voc-20: ",
+                    "ovnb.data.prepare.voc2012")
+    val = require(base / "ImageSets" / "Segmentation" / "val.txt", NEEDS["voc-20"], root, "val list", "voc-20: ",
+                  "ovnb.data.prepare.voc2012").read_text().split()
+    keys = val if image_set == "val" else sorted({p.stem for p in masks.glob("*.png")} - set(val))
+
+    def load(key):
+        return read_image(base / "JPEGImages" / f"{key}.jpg"), read_mask(masks / f"{key}.png")
+
+    ds = SemSegImages(keys, load, split("voc-20"), label_map("voc-20"), f"voc-{image_set}")
+    return _finish(ds, training, base / f"ovnb-seen-{image_set}.json")
+
+
+def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: int = 1000, seed: int = 0,
+        training: bool = False, shifted: bool = False) -> SemSegImages:
+    """The toy world's analogue of a benchmark split (``toy-zero-shot``: COCO-Stuff-like, ``toy-voc``:
+    VOC-like with stuff ignored); ``shifted`` draws the cross-dataset variant."""
+    from .toy_world import ToyWorld
+
+    if split_name not in ("toy-zero-shot", "toy-voc"):
+        raise ValueError(f"toy split must be 'toy-zero-shot' or 'toy-voc', got {split_name!r}")
+    world = ToyWorld(world_split, images, seed=seed, shifted=shifted)
+
+    def load(key):
+        sample = world[int(key)]
+        return sample["image"], sample["mask"]
+
+    ds = SemSegImages([str(i) for i in range(images)], load, split(split_name), label_map(split_name),
+                      f"{split_name}-{world_split}{'-shifted' if shifted else ''}")
+    return _finish(ds, training, None)

@@ -1,0 +1,494 @@
+"""SimBaseline (zsseg; Xu et al., ECCV 2022): mask proposals, classified by CLIP, ensembled with the
+proposal generator's own classifier.
+
+This file holds the method's steps after the proposal generator, each a function that the model and
+the notebooks call:
+
+* **Region crops** (Sec. 4.2, appendix; official ``crop_with_mask``): ``binarize`` each proposal at
+  ``mask_threshold`` (0.5), take its tight box (``mask_boxes``; ``expand_ratio`` 1.0 = none, as in every
+  official config), crop it from the (resized) image, fill the pixels outside the mask with the CLIP
+  mean colour (0 after CLIP's normalisation) and resize to 224 x 224, bicubic, aspect ratio not kept
+  (``region_crops``). An empty proposal is *invalid*: it gets no crop.
+* **CLIP classification** (Eq. 1): ``clip_probabilities`` runs every valid crop of an image through
+  the frozen CLIP image tower in one forward and takes the softmax of ``100 * cos`` over the class
+  names. Invalid proposals get probability 1 for every class (official ``semantic_inference``), so
+  the ensemble falls back on the generator's classifier there.
+* **Ensemble** (Sec. 4.2; official ``CLIP_ENSEMBLE_WEIGHT``): with ``p`` the generator's class
+  probabilities (softmax over the classes and no-object, no-object dropped) and ``q`` CLIP's,
+  ``p^λ q^(1-λ)`` for seen classes and ``p^(1-λ) q^λ`` for unseen ones (``ensemble``); ``λ <= 0``
+  means CLIP alone. λ per dataset in ``ENSEMBLE_WEIGHTS``.
+* **Assembly** (Eq. 2): ``semantic_map`` sums the proposals' class probabilities weighted by their
+  mask probabilities at every pixel; ``normalise=True`` divides by ``sum_k M_k(q)`` as Eq. 2 writes,
+  the official code does not - the argmax is the same either way.
+* **Learned prompts** (Sec. 4.2): ``LearnedPrompts`` (16 vectors before the class name, read at EOS)
+  trained by ``prompt_loss`` on crops of seen-class ground truth, then frozen in ``use_prompts``.
+* **Pseudo-labels for self-training** (Tables 2-3, "+ST"; official ``pseudo_sem_seg_evaluation``):
+  ``pseudo_labels`` predicts unseen classes only, rejects pixels whose score is below a threshold,
+  and keeps the ground truth where it is a seen class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..encoders.base import CLIP_MEAN, CLIP_STD
+
+IGNORE_INDEX = 255
+CLIP_TEMPERATURE = 100.0  # tau in Eq. (1): logits = 100 * cos
+# lambda (CLIP_ENSEMBLE_WEIGHT) and the proposal threshold (MASK_THR) of the official configs
+ENSEMBLE_WEIGHTS = {
+    "coco-stuff-171": {"lam": 0.8, "mask_threshold": 0.5},  # zero-shot COCO-Stuff (and the default)
+    "voc-20": {"lam": 0.7, "mask_threshold": 0.5},  # VOC training configs (the test-only config: 0.4)
+    "ade20k-150": {"lam": 0.5, "mask_threshold": 0.4},  # cross-dataset, from the COCO-156 model
+    "ade20k-847": {"lam": 0.7, "mask_threshold": 0.3},
+    "cityscapes-19": {"lam": 0.4, "mask_threshold": 0.3},
+    "pascal-context-59": {"lam": 0.4, "mask_threshold": 0.5},
+}
+
+
+def binarize(mask_logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """``sigmoid(mask_logits) > threshold``: bool proposals ``[Q, H, W]``."""
+    return mask_logits.sigmoid() > threshold
+
+
+def mask_boxes(binary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tight boxes ``[Q, 4]`` as (x0, y0, x1, y1) with exclusive ends, and the valid flags ``[Q]``
+    (non-empty masks); an empty mask's box is all zeros."""
+    if binary.ndim != 3:
+        raise ValueError(f"expected masks [Q, H, W], got {tuple(binary.shape)}")
+    rows, cols = binary.any(dim=2), binary.any(dim=1)  # [Q, H], [Q, W]
+    valid = rows.any(dim=1)
+    H, W = binary.shape[-2:]
+
+    def ends(present: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.arange(size, device=present.device)
+        first = torch.where(present, index, size).amin(dim=1)
+        last = torch.where(present, index, -1).amax(dim=1) + 1
+        return first, last
+
+    y0, y1 = ends(rows, H)
+    x0, x1 = ends(cols, W)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    return torch.where(valid[:, None], boxes, torch.zeros_like(boxes)), valid
+
+
+def expand_box(box, ratio: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """``box`` (x0, y0, x1, y1) scaled by ``ratio`` about its centre, clipped to the image
+    (``MASK_EXPAND_RATIO``; 1.0 leaves it as it is)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if ratio == 1.0:
+        return x0, y0, x1, y1
+    cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * ratio, (y1 - y0) * ratio
+    return (max(int(cx - w / 2), 0), max(int(cy - h / 2), 0), min(int(round(cx + w / 2)), width),
+            min(int(round(cy + h / 2)), height))
+
+
+def region_crops(image: torch.Tensor, binary: torch.Tensor, size: int = 224, fill=None,
+                 expand_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CLIP inputs of an image's proposals: ``[V, 3, size, size]`` float crops on the 0-255 scale,
+    one per valid proposal (in order), and the valid flags ``[Q]``.
+
+    ``image``: ``[3, H, W]`` (uint8 or float, 0-255) at the resolution of the proposals; ``fill``: the
+    colour outside the mask (default the CLIP mean, 255 x (0.481, 0.458, 0.408)).
+    """
+    if image.ndim != 3 or image.shape[-2:] != binary.shape[-2:]:
+        raise ValueError(f"image {tuple(image.shape)} and masks {tuple(binary.shape)} must share H, W")
+    fill = torch.tensor([255 * m for m in CLIP_MEAN] if fill is None else list(fill), dtype=torch.float32,
+                        device=image.device).view(3, 1, 1)
+    boxes, valid = mask_boxes(binary)
+    H, W = image.shape[-2:]
+    crops = []
+    for box, mask in zip(boxes[valid].tolist(), binary[valid]):
+        x0, y0, x1, y1 = expand_box(box, expand_ratio, H, W)
+        region = image[:, y0:y1, x0:x1].float()
+        keep = mask[y0:y1, x0:x1].to(region.dtype)
+        region = region * keep + fill * (1 - keep)
+        crops.append(F.interpolate(region[None], size=(size, size), mode="bicubic", align_corners=False)[0])
+    out = torch.stack(crops) if crops else image.new_zeros((0, 3, size, size), dtype=torch.float32)
+    return out, valid
+
+
+def normalise_crops(crops: torch.Tensor, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
+    """CLIP's normalisation of 0-255 crops (the fill colour becomes 0)."""
+    m = torch.tensor(mean, device=crops.device).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std, device=crops.device).view(1, 3, 1, 1) * 255
+    return (crops - m) / s
+
+
+@torch.no_grad()
+def clip_probabilities(clip, image: torch.Tensor, binary: torch.Tensor, text: torch.Tensor,
+                       temperature: float = CLIP_TEMPERATURE, batch_size: int | None = None,
+                       expand_ratio: float = 1.0) -> torch.Tensor:
+    """Eq. (1) for every proposal: ``[Q, C]`` softmax over ``100 * cos(E_vision(crop), E_text(c))``.
+
+    ``clip``: a registry CLIP (``embed_image(x, preprocessed=True)``); ``text``: ``[C, d]`` normalised
+    class embeddings. All valid crops go through the image tower in one forward (or in chunks of
+    ``batch_size``); invalid proposals get 1 for every class.
+    """
+    crops, valid = region_crops(image, binary, clip.image_size, expand_ratio=expand_ratio)
+    probs = torch.ones(binary.shape[0], text.shape[0], device=text.device)
+    if crops.shape[0]:
+        x = normalise_crops(crops.to(clip.device), clip.mean, clip.std)
+        chunks = [x] if batch_size is None else list(x.split(batch_size))
+        emb = torch.cat([clip.embed_image(c, preprocessed=True) for c in chunks])
+        logits = temperature * F.normalize(emb.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T.to(emb.device)
+        probs[valid.to(probs.device)] = logits.softmax(dim=-1).to(probs.device)
+    return probs
+
+
+def generator_probabilities(class_logits: torch.Tensor) -> torch.Tensor:
+    """``p``: softmax over the classes and the last column (no-object), no-object dropped ``[Q, C]``."""
+    return class_logits.softmax(dim=-1)[..., :-1]
+
+
+def ensemble(p: torch.Tensor, q: torch.Tensor, seen: torch.Tensor, lam: float) -> torch.Tensor:
+    """Seen classes ``p^λ q^(1-λ)``, unseen classes ``p^(1-λ) q^λ`` (``[Q, C]``); ``λ <= 0``: ``q``."""
+    if p.shape != q.shape or p.shape[-1] != seen.numel():
+        raise ValueError(f"p {tuple(p.shape)}, q {tuple(q.shape)} and seen flags ({seen.numel()}) disagree")
+    if lam <= 0:
+        return q
+    if lam > 1:
+        raise ValueError(f"the ensemble weight lambda lies in (0, 1] (or <= 0 for CLIP alone), got {lam}")
+    seen = seen.to(p.device, torch.bool)
+    return torch.where(seen, p.pow(lam) * q.pow(1 - lam), p.pow(1 - lam) * q.pow(lam))
+
+
+def semantic_map(class_probs: torch.Tensor, mask_logits: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """Eq. (2): ``[C, H, W]`` scores ``sum_k M_k(q) C_k(i)`` from ``[Q, C]`` class probabilities and
+    ``[Q, H, W]`` mask logits; ``normalise`` divides by ``sum_k M_k(q)`` (the paper's form)."""
+    masks = mask_logits.sigmoid()
+    scores = torch.einsum("qc,qhw->chw", class_probs, masks)
+    if normalise:
+        scores = scores / masks.sum(dim=0, keepdim=True).clamp(min=1e-12)
+    return scores
+
+
+def pseudo_labels(scores: torch.Tensor, ground_truth: torch.Tensor, seen: torch.Tensor,
+                  reject_threshold: float = 0.0, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Self-training targets ``[H, W]`` from Eq. (2) scores ``[C, H, W]`` of a training image: the
+    softmax over classes restricted to the unseen ones (seen classes cannot be predicted), pixels
+    whose best unseen score is at most ``reject_threshold`` rejected (``ignore_index``; the official
+    default 0.0 rejects none), and every pixel whose ground truth is a seen class kept as it is."""
+    seen = seen.to(scores.device, torch.bool)
+    probs = scores.softmax(dim=0) * (~seen).to(scores.dtype)[:, None, None]
+    best, label = probs.max(dim=0)
+    label = torch.where(best > reject_threshold, label, torch.full_like(label, ignore_index))
+    gt = ground_truth.to(label.device).long()
+    is_seen = (gt != ignore_index) & seen[gt.clamp(max=seen.numel() - 1)]
+    return torch.where(is_seen, gt, label)
+
+
+# ----------------------------------------------------------------------------------------------
+# Learned prompts (Sec. 4.2, "Learning-Based Prompt"; official ``LearnablePromptExtractor``)
+
+
+class LearnedPrompts(nn.Module):
+    """``[P]_1 ... [P]_m [CLS]`` prompts: ``length`` learned vectors (16, init N(0, 0.02), no suffix, as
+    ``PROMPT_SHAPE=(16, 0)``) before the class name's tokens and its full stop, read at the EOS token
+    by the frozen CLIP text tower. Only the vectors are parameters (the state dict is the checkpoint);
+    the CLIP is held by reference, not as a submodule."""
+
+    def __init__(self, clip, length: int = 16, std: float = 0.02):
+        super().__init__()
+        width = clip.model.token_embedding.weight.shape[1]
+        self.prefix = nn.Parameter(torch.randn(length, width) * std)
+        object.__setattr__(self, "clip", clip)
+
+    def tokens(self, class_names) -> torch.Tensor:
+        """Token ids of ``[SOS] <length placeholders> name . [EOS]`` (placeholders: id 0, replaced)."""
+        ids = self.clip.tokenizer([f"{n}." for n in class_names])
+        n, context = ids.shape
+        length = self.prefix.shape[0]
+        shifted = torch.cat([ids[:, :1], torch.zeros(n, length, dtype=ids.dtype), ids[:, 1:context - length]], dim=1)
+        eos = ids.max(dim=1).values if self.clip.model.text_pool_type == "argmax" else \
+            torch.full((n,), getattr(self.clip.model, "text_eos_id", ids.max()))
+        lost = [name for name, row, e in zip(class_names, shifted, eos) if not bool((row == e).any())]
+        if lost:
+            raise ValueError(f"class names too long for {length} prompt vectors in a context of {context}: {lost}")
+        return shifted
+
+    def forward(self, class_names) -> torch.Tensor:
+        """L2-normalised class embeddings ``[C, d]`` (differentiable in the prompt vectors)."""
+        from open_clip.transformer import text_global_pool
+
+        model = self.clip.model
+        ids = self.tokens(list(class_names)).to(self.prefix.device)
+        length = self.prefix.shape[0]
+        x = model.token_embedding(ids)
+        x = torch.cat([x[:, :1], self.prefix.to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + length:]], dim=1)
+        x = model.transformer(x + model.positional_embedding.to(x.dtype), attn_mask=model.attn_mask)
+        x = text_global_pool(model.ln_final(x), ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+        x = model.text_projection(x) if isinstance(model.text_projection, nn.Linear) else x @ model.text_projection
+        return F.normalize(x.float(), dim=-1)
+
+
+def prompt_loss(prompts: LearnedPrompts, crops: torch.Tensor, labels: torch.Tensor, class_names,
+                temperature: float = CLIP_TEMPERATURE) -> torch.Tensor:
+    """The prompt-training loss (official ``ProposalClipClassifier``): cross-entropy of
+    ``temperature * cos(E_vision(crop), prompts(class))`` over the seen ``class_names`` for
+    normalised crops ``[B, 3, S, S]`` of ground-truth regions with labels ``[B]``."""
+    with torch.no_grad():
+        image = F.normalize(prompts.clip.embed_image(crops, preprocessed=True).float(), dim=-1)
+    return F.cross_entropy(temperature * image @ prompts(class_names).T, labels.to(image.device))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model: a MaskFormer proposal generator with a CLIP-text classifier (Sec. 4.1-4.2), CLIP on
+# the masked crops, the ensemble and the assembly.
+
+IMAGENET_PIXEL_MEAN = (123.675, 116.28, 103.53)  # the official configs' PIXEL_MEAN / PIXEL_STD (0-255)
+IMAGENET_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class SimBaselineConfig:
+    """Every knob of SimBaseline; defaults are the official COCO-Stuff zero-shot configuration
+    (``zero_shot_maskformer_R101c_bs32_60k.yaml``) unless the paper says otherwise.
+
+    ``backbone``: a timm ResNet with the feature strides 4-32. The official ResNet-101c has DeepLab's
+    stem (three 3x3 convolutions of 64, 64, 128 channels) - timm's ``resnet101s`` is that network - and
+    a multi-grid res5 (dilations ``res5_multi_grid`` = 1, 2, 4 in its three blocks), applied here to
+    timm's blocks. ``clip``: the registry CLIP whose text tower gives the classifier and whose image
+    tower classifies the crops (ViT-B/16). The backbone's batch norms are frozen (``FrozenBN``, the
+    official default norm); every other part trains.
+    """
+
+    backbone: str = "resnet101s"
+    res5_multi_grid: tuple[int, ...] = (1, 2, 4)
+    num_queries: int = 100
+    hidden: int = 256  # transformer decoder width
+    decoder_layers: int = 6
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.1
+    fpn_dim: int = 256  # pixel decoder (FPN) and mask-embedding width
+    mask_dim: int = 256
+    embed_hidden: int = 1024  # the class head: MLP hidden -> embed_hidden -> embed_dim, L2-normalised
+    embed_dim: int | None = None  # None: the CLIP's joint-space width (512 for ViT-B/16, as the official)
+    temperature: float = CLIP_TEMPERATURE
+    no_object_weight: float = 0.1  # CE weight of the no-object class
+    class_weight: float = 1.0
+    mask_weight: float = 20.0  # sigmoid focal loss
+    dice_weight: float = 1.0
+    deep_supervision: bool = True
+    clip: str = "clip-vit-b-16"
+    templates: str = "sculpture"  # the single predefined prompt (also: "vild", "imagenet", learned)
+    lam: float = 0.8  # ENSEMBLE_WEIGHTS["coco-stuff-171"]
+    mask_threshold: float = 0.5
+    expand_ratio: float = 1.0
+    normalise_assembly: bool = False  # Eq. (2)'s denominator (argmax unchanged)
+    size: str = "paper"
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
+        if not (self.lam <= 0 or 0 < self.lam <= 1):
+            raise ValueError(f"lam must lie in (0, 1] (or <= 0 for CLIP alone), got {self.lam}")
+        if not 0 < self.mask_threshold < 1:
+            raise ValueError(f"mask_threshold must lie in (0, 1), got {self.mask_threshold}")
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **overrides) -> "SimBaselineConfig":
+        """The official λ and proposal threshold of ``dataset`` (``ENSEMBLE_WEIGHTS``)."""
+        if dataset not in ENSEMBLE_WEIGHTS:
+            raise ValueError(f"no official ensemble weight for {dataset!r}; known: {', '.join(ENSEMBLE_WEIGHTS)}")
+        return replace(cls(**overrides), **ENSEMBLE_WEIGHTS[dataset])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ClassEmbedding(nn.Module):
+    """The zero-shot class head (``ZeroShotTransformerPredictor``): MLP 256 -> 1024 -> 512, L2-normalised,
+    compared by ``temperature * cos`` with the class-name embeddings and one learned no-object
+    embedding (init N(0, width^-0.5), normalised when used); returns ``[..., C + 1]`` logits."""
+
+    def __init__(self, hidden: int, embed_hidden: int, embed_dim: int, temperature: float):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(hidden, embed_hidden), nn.ReLU(), nn.Linear(embed_hidden, embed_dim))
+        self.no_object = nn.Parameter(torch.randn(embed_dim) * embed_dim ** -0.5)
+        self.temperature = temperature
+
+    def forward(self, queries: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        q = F.normalize(self.mlp(queries), dim=-1)
+        classes = torch.cat([F.normalize(text.to(q.dtype), dim=-1), F.normalize(self.no_object, dim=0)[None]])
+        return self.temperature * q @ classes.T
+
+
+class ProposalGenerator(nn.Module):
+    """MaskFormer (transformers' ``MaskFormerModel``: backbone, FPN pixel decoder, DETR decoder) with
+    the mask-embedding MLP and the zero-shot class head. ``forward(pixels, text)`` returns the class
+    logits ``[L, B, Q, C + 1]`` and mask logits ``[L, B, Q, H/4, W/4]`` of every decoder layer (the
+    last is the prediction; the others are the deep supervision)."""
+
+    def __init__(self, config: SimBaselineConfig, pretrained_backbone: bool = False):
+        super().__init__()
+        from transformers import MaskFormerConfig, MaskFormerModel
+        from transformers.models.maskformer.modeling_maskformer import MaskformerMLPPredictionHead
+        from transformers.models.timm_backbone import TimmBackboneConfig
+        from transformers.utils import logging
+
+        backbone = TimmBackboneConfig(backbone=config.backbone, out_indices=[1, 2, 3, 4],
+                                      use_pretrained_backbone=pretrained_backbone)
+        decoder = dict(model_type="detr", num_queries=config.num_queries, decoder_layers=config.decoder_layers,
+                       d_model=config.hidden, decoder_ffn_dim=config.ffn, decoder_attention_heads=config.heads,
+                       dropout=config.dropout, auxiliary_loss=config.deep_supervision)
+        level = logging.get_verbosity()
+        logging.set_verbosity_error()  # "timm_backbone is not a supported model": it is, for a ResNet
+        try:
+            mf_config = MaskFormerConfig(backbone_config=backbone, decoder_config=decoder,
+                                         fpn_feature_size=config.fpn_dim, mask_feature_size=config.mask_dim)
+            self.maskformer = MaskFormerModel(mf_config)
+        finally:
+            logging.set_verbosity(level)
+        self._multi_grid(config.res5_multi_grid)
+        self._freeze_batch_norm()
+        self.mask_embed = MaskformerMLPPredictionHead(config.hidden, config.hidden, config.mask_dim, 3)
+        self.class_embed = ClassEmbedding(config.hidden, config.embed_hidden, config.embed_dim, config.temperature)
+        self.config = config
+
+    def _multi_grid(self, grid) -> None:
+        """DeepLab's multi-grid res5: block ``i`` of the last stage dilates its 3x3 conv by ``grid[i]``."""
+        net = self.maskformer.pixel_level_module.encoder._backbone
+        blocks = list(net.layer4.children())
+        if len(grid) not in (0, len(blocks)):
+            raise ValueError(f"res5_multi_grid {grid} needs one dilation per res5 block ({len(blocks)})")
+        for block, dilation in zip(blocks, grid):
+            conv = block.conv2
+            conv.dilation = (dilation, dilation)
+            conv.padding = (dilation * (conv.kernel_size[0] // 2),) * 2
+
+    def _freeze_batch_norm(self) -> None:
+        """The official backbone's norm is detectron2's default ``FrozenBN``: batch statistics and
+        affine parameters fixed (timm's ``freeze_batch_norm_2d`` swaps in ``FrozenBatchNorm2d``)."""
+        from timm.layers import freeze_batch_norm_2d
+
+        encoder = self.maskformer.pixel_level_module.encoder
+        encoder._backbone = freeze_batch_norm_2d(encoder._backbone)
+
+    def forward(self, pixels: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel = self.maskformer.pixel_level_module(pixels)
+        decoded = self.maskformer.transformer_module(pixel.encoder_last_hidden_state, return_dict=True)
+        layers = decoded.intermediate_hidden_states if self.config.deep_supervision else decoded.last_hidden_state[None]
+        masks = torch.einsum("lbqc,bchw->lbqhw", self.mask_embed(layers), pixel.decoder_last_hidden_state)
+        return self.class_embed(layers, text), masks
+
+
+def semantic_targets(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """MaskFormer's semantic targets of one mask ``[H, W]`` (contiguous ids): one binary mask per
+    class present (``[N, H, W]`` float) and the class ids ``[N]``; ignored pixels belong to no mask."""
+    classes = torch.unique(mask)
+    classes = classes[classes != ignore_index]
+    return (mask[None] == classes[:, None, None]).float(), classes.long()
+
+
+class SimBaseline(nn.Module):
+    """The two-stage method: ``segment(images, class_names)`` returns Eq. (2) scores ``[B, K, H, W]``.
+
+    ``seen_names``: the training vocabulary (its classes get ``p^λ q^(1-λ)``, every other name
+    ``p^(1-λ) q^λ``).
+    """
+
+    def __init__(self, config: SimBaselineConfig, clip, seen_names=(), pretrained_backbone: bool = False):
+        super().__init__()
+        self.config = config
+        self.generator = ProposalGenerator(config, pretrained_backbone)
+        self.clip = clip  # frozen, from the registry
+        self.seen_names = tuple(seen_names)
+        self._criteria: dict[int, nn.Module] = {}
+
+    def text_embeddings(self, class_names) -> torch.Tensor:
+        """The classifier of both branches: the class names through the CLIP text tower, with the
+        configured templates or, once ``use_prompts`` has set them, the learned prompts (frozen)."""
+        if getattr(self, "prompts", None) is not None:
+            with torch.no_grad():
+                return self.prompts(list(class_names))
+        return self.clip.embed_text(list(class_names), self.config.templates).float()
+
+    def use_prompts(self, prompts: "LearnedPrompts | None") -> None:
+        """Classify with learned prompts (trained first, then frozen, as ``PROMPT_CHECKPOINT``)."""
+        if prompts is not None:
+            prompts.requires_grad_(False)
+        self.prompts = prompts
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(IMAGENET_PIXEL_MEAN, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_PIXEL_STD, device=images.device).view(1, 3, 1, 1)
+        return (images.float() - mean) / std
+
+    def criterion(self, num_classes: int) -> nn.Module:
+        """transformers' ``MaskFormerLoss`` for a vocabulary of ``num_classes`` (Hungarian costs class 1,
+        mask 20, dice 1; CE with no-object weight 0.1, focal x20, dice x1)."""
+        if num_classes not in self._criteria:
+            from transformers.models.maskformer.modeling_maskformer import MaskFormerHungarianMatcher, MaskFormerLoss
+
+            c = self.config
+            matcher = MaskFormerHungarianMatcher(cost_class=c.class_weight, cost_mask=c.mask_weight, cost_dice=c.dice_weight)
+            weights = {"loss_cross_entropy": c.class_weight, "loss_mask": c.mask_weight, "loss_dice": c.dice_weight}
+            self._criteria[num_classes] = MaskFormerLoss(num_classes, matcher, weights, c.no_object_weight)
+        return self._criteria[num_classes]
+
+    def loss(self, images: torch.Tensor, masks: torch.Tensor, class_names) -> torch.Tensor:
+        """The training loss of a batch: ``images`` ``[B, 3, H, W]`` (0-255), ``masks`` ``[B, H, W]``
+        contiguous ids into ``class_names`` (255 ignored), summed over the decoder layers."""
+        text = self.text_embeddings(class_names).to(images.device)
+        class_logits, mask_logits = self.generator(self.preprocess(images), text)
+        targets = [semantic_targets(m) for m in masks]
+        criterion = self.criterion(len(class_names)).to(images.device)
+        aux = [{"masks_queries_logits": m, "class_queries_logits": c} for m, c in zip(mask_logits[:-1], class_logits[:-1])]
+        losses = criterion(mask_logits[-1], class_logits[-1], [t[0] for t in targets], [t[1] for t in targets], aux or None)
+        weights = criterion.weight_dict
+        return sum(v * next(w for k, w in weights.items() if k in name) for name, v in losses.items())
+
+    @torch.no_grad()
+    def proposals(self, images: torch.Tensor, class_names) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generator's class logits ``[B, Q, C + 1]`` and mask logits at the input size
+        ``[B, Q, H, W]``, and the text embeddings ``[C, d]``."""
+        text = self.text_embeddings(class_names).to(images.device)
+        class_logits, mask_logits = self.generator(self.preprocess(images), text)
+        masks = F.interpolate(mask_logits[-1], size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return class_logits[-1], masks, text
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor, class_names: list[str]) -> torch.Tensor:
+        from .contract import check_inputs
+
+        check_inputs(images, class_names)
+        class_logits, masks, text = self.proposals(images, class_names)
+        seen = torch.tensor([n in self.seen_names for n in class_names])
+        out = []
+        for image, logits, mask in zip(images, class_logits, masks):
+            p = generator_probabilities(logits)
+            binary = binarize(mask, self.config.mask_threshold)
+            q = clip_probabilities(self.clip, image, binary, text, self.config.temperature,
+                                   expand_ratio=self.config.expand_ratio).to(p.device)
+            scores = ensemble(p, q, seen, self.config.lam)
+            out.append(semantic_map(scores, mask, self.config.normalise_assembly))
+        return torch.stack(out)
+
+    def describe(self) -> dict:
+        return {"method": "simbaseline", "seen_names": len(self.seen_names), **self.config.to_dict()}
+
+
+def build(clip: str | None = None, pretrained: bool = False, config: SimBaselineConfig | None = None,
+          seen_names=(), device=None, encoders: dict | None = None, seed: int | None = None, **overrides) -> SimBaseline:
+    """SimBaseline with the registry CLIP ``clip`` (default ``config.clip``); ``pretrained`` loads the
+    CLIP's weights (and the backbone's ImageNet weights for a real backbone); ``seed`` seeds the
+    trainable modules' initialisation once the CLIP exists."""
+    from .. import encoders as registry
+
+    config = replace(config or SimBaselineConfig(), **overrides)
+    name = clip or config.clip
+    pool = dict(encoders or {})
+    if name not in pool:
+        pool[name] = registry.build(name, pretrained=pretrained, device=device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = replace(config, clip=name, embed_dim=config.embed_dim or pool[name].embed_dim)
+    model = SimBaseline(config, pool[name], seen_names,
+                        pretrained_backbone=pretrained and config.size == "paper")
+    return model.to(device) if device is not None else model
