@@ -326,3 +326,19 @@ def test_the_backbone_batch_norms_are_frozen_as_detectron2s_default():
     norms = [m for m in net.modules() if "BatchNorm" in type(m).__name__]
     assert norms and all(type(m).__name__ == "FrozenBatchNorm2d" for m in norms)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_table7_classifiers_pick_p_q_or_their_ensemble(monkeypatch):
+    model = _toy_model()
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    names = ["red circle", "sky", "blue star"]
+    logits, masks, text = model.proposals(images, names)
+    p = sb.generator_probabilities(logits[0])
+    q = sb.clip_probabilities(model.clip, images[0], sb.binarize(masks[0]), text)
+    seen = torch.tensor([True, True, False])
+    expected = {"generator": p, "clip": q, "ensemble": sb.ensemble(p, q, seen, 0.8)}
+    for classifier, scores in expected.items():
+        model.config = sb.replace(model.config, classifier=classifier)
+        torch.testing.assert_close(model.segment(images, names)[0], sb.semantic_map(scores, masks[0]))
+    with pytest.raises(ValueError, match="classifier must be one of"):
+        sb.SimBaselineConfig(classifier="both")

@@ -16,7 +16,9 @@ the notebooks call:
 * **Ensemble** (Sec. 4.2; official ``CLIP_ENSEMBLE_WEIGHT``): with ``p`` the generator's class
   probabilities (softmax over the classes and no-object, no-object dropped) and ``q`` CLIP's,
   ``p^λ q^(1-λ)`` for seen classes and ``p^(1-λ) q^λ`` for unseen ones (``ensemble``); ``λ <= 0``
-  means CLIP alone. λ per dataset in ``ENSEMBLE_WEIGHTS``.
+  means CLIP alone. λ per dataset in ``ENSEMBLE_WEIGHTS``. ``SimBaselineConfig.classifier`` picks
+  Table 7's rows: ``"ensemble"`` (default), ``"generator"`` (the retrained vision encoder alone,
+  ``p``) or ``"clip"`` (CLIP on the crops alone, ``q``).
 * **Assembly** (Eq. 2): ``semantic_map`` sums the proposals' class probabilities weighted by their
   mask probabilities at every pixel; ``normalise=True`` divides by ``sum_k M_k(q)`` as Eq. 2 writes,
   the official code does not - the argmax is the same either way.
@@ -240,6 +242,7 @@ def prompt_loss(prompts: LearnedPrompts, crops: torch.Tensor, labels: torch.Tens
 # The model: a MaskFormer proposal generator with a CLIP-text classifier (Sec. 4.1-4.2), CLIP on
 # the masked crops, the ensemble and the assembly.
 
+CLASSIFIERS = ("ensemble", "generator", "clip")  # Table 7's rows: Ensemble, Retrained Vision Enc., CLIP Vision Enc.
 IMAGENET_PIXEL_MEAN = (123.675, 116.28, 103.53)  # the official configs' PIXEL_MEAN / PIXEL_STD (0-255)
 IMAGENET_PIXEL_STD = (58.395, 57.12, 57.375)
 
@@ -277,6 +280,7 @@ class SimBaselineConfig:
     deep_supervision: bool = True
     clip: str = "clip-vit-b-16"
     templates: str = "sculpture"  # the single predefined prompt (also: "vild", "imagenet", learned)
+    classifier: str = "ensemble"  # Table 7: "generator" (retrained vision encoder: p), "clip" (q), "ensemble"
     lam: float = 0.8  # ENSEMBLE_WEIGHTS["coco-stuff-171"]
     mask_threshold: float = 0.5
     expand_ratio: float = 1.0
@@ -288,6 +292,8 @@ class SimBaselineConfig:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
         if not (self.lam <= 0 or 0 < self.lam <= 1):
             raise ValueError(f"lam must lie in (0, 1] (or <= 0 for CLIP alone), got {self.lam}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
         if not 0 < self.mask_threshold < 1:
             raise ValueError(f"mask_threshold must lie in (0, 1), got {self.mask_threshold}")
 
@@ -463,10 +469,13 @@ class SimBaseline(nn.Module):
         out = []
         for image, logits, mask in zip(images, class_logits, masks):
             p = generator_probabilities(logits)
-            binary = binarize(mask, self.config.mask_threshold)
-            q = clip_probabilities(self.clip, image, binary, text, self.config.temperature,
-                                   expand_ratio=self.config.expand_ratio).to(p.device)
-            scores = ensemble(p, q, seen, self.config.lam)
+            if self.config.classifier == "generator":  # no CLIP image forward at all
+                scores = p
+            else:
+                binary = binarize(mask, self.config.mask_threshold)
+                q = clip_probabilities(self.clip, image, binary, text, self.config.temperature,
+                                       expand_ratio=self.config.expand_ratio).to(p.device)
+                scores = q if self.config.classifier == "clip" else ensemble(p, q, seen, self.config.lam)
             out.append(semantic_map(scores, mask, self.config.normalise_assembly))
         return torch.stack(out)
 
@@ -490,5 +499,5 @@ def build(clip: str | None = None, pretrained: bool = False, config: SimBaseline
         torch.manual_seed(seed)
     config = replace(config, clip=name, embed_dim=config.embed_dim or pool[name].embed_dim)
     model = SimBaseline(config, pool[name], seen_names,
-                        pretrained_backbone=pretrained and config.size == "paper")
+                        pretrained_backbone=pretrained and config.size == "paper").eval()  # training calls .train()
     return model.to(device) if device is not None else model
