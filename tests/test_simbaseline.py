@@ -342,3 +342,11 @@ def test_table7_classifiers_pick_p_q_or_their_ensemble(monkeypatch):
         torch.testing.assert_close(model.segment(images, names)[0], sb.semantic_map(scores, masks[0]))
     with pytest.raises(ValueError, match="classifier must be one of"):
         sb.SimBaselineConfig(classifier="both")
+
+
+def test_a_backbone_without_a_stem_feature_names_its_stride_4_to_32_features():
+    config = sb.SimBaselineConfig(backbone="convnext_atto", backbone_features=(0, 1, 2, 3), res5_multi_grid=(),
+                                  embed_dim=32, hidden=32, heads=4, num_queries=5, decoder_layers=1, ffn=32,
+                                  fpn_dim=32, mask_dim=32, embed_hidden=32)
+    class_logits, masks = sb.ProposalGenerator(config)(torch.randn(1, 3, 64, 96), torch.randn(4, 32))
+    assert class_logits.shape == (1, 1, 5, 5) and masks.shape == (1, 1, 5, 16, 24)

@@ -261,6 +261,7 @@ class SimBaselineConfig:
     """
 
     backbone: str = "resnet101s"
+    backbone_features: tuple[int, ...] = (1, 2, 3, 4)  # timm feature indices at strides 4-32 (a ResNet's 0 is its stem)
     res5_multi_grid: tuple[int, ...] = (1, 2, 4)
     num_queries: int = 100
     hidden: int = 256  # transformer decoder width
@@ -338,7 +339,7 @@ class ProposalGenerator(nn.Module):
         from transformers.models.timm_backbone import TimmBackboneConfig
         from transformers.utils import logging
 
-        backbone = TimmBackboneConfig(backbone=config.backbone, out_indices=[1, 2, 3, 4],
+        backbone = TimmBackboneConfig(backbone=config.backbone, out_indices=list(config.backbone_features),
                                       use_pretrained_backbone=pretrained_backbone)
         decoder = dict(model_type="detr", num_queries=config.num_queries, decoder_layers=config.decoder_layers,
                        d_model=config.hidden, decoder_ffn_dim=config.ffn, decoder_attention_heads=config.heads,
@@ -360,6 +361,8 @@ class ProposalGenerator(nn.Module):
     def _multi_grid(self, grid) -> None:
         """DeepLab's multi-grid res5: block ``i`` of the last stage dilates its 3x3 conv by ``grid[i]``."""
         net = self.maskformer.pixel_level_module.encoder._backbone
+        if not grid:
+            return
         blocks = list(net.layer4.children())
         if len(grid) not in (0, len(blocks)):
             raise ValueError(f"res5_multi_grid {grid} needs one dilation per res5 block ({len(blocks)})")
