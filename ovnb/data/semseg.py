@@ -40,7 +40,8 @@ class Split:
 
     @property
     def seen(self) -> tuple[int, ...]:
-        return tuple(i for i in range(len(self.class_names)) if i not in set(self.unseen))
+        unseen = set(self.unseen)
+        return tuple(i for i in range(len(self.class_names)) if i not in unseen)
 
     @property
     def seen_flags(self) -> torch.Tensor:
@@ -94,11 +95,9 @@ def label_map(name: str) -> torch.Tensor:
             table[stored] = contiguous
     elif name == "voc-20":
         table[1:21] = torch.arange(20)  # background 0 -> ignored
-    elif name == "toy-zero-shot":
-        table[:len(split(name).class_names)] = torch.arange(len(split(name).class_names))
-    elif name == "toy-voc":
-        things = len(split(name).class_names)
-        table[:things] = torch.arange(things)  # stuff (the background of a toy scene) -> ignored
+    elif name in ("toy-zero-shot", "toy-voc"):  # toy-voc holds the things only: stuff (background) -> ignored
+        count = len(split(name).class_names)
+        table[:count] = torch.arange(count)
     else:
         raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
     return table
@@ -126,12 +125,11 @@ NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",)}
 
 class SemSegImages(torch.utils.data.Dataset):
     """Images of one split with masks in contiguous ids: ``{"image": uint8 [3, H, W], "mask": int64
-    [H, W], "id": str}``. ``training=True`` applies the unseen-pixel rule (``training_mask``) and keeps
-    only the images with a seen pixel (``keep``: their indices, computed once by the caller)."""
+    [H, W], "id": str}``. ``training=True`` applies the unseen-pixel rule (``training_mask``); the
+    loaders then keep only the images with a seen pixel."""
 
-    def __init__(self, keys: list[str], load, split_: Split, table: torch.Tensor, name: str, training: bool = False,
-                 keep: list[int] | None = None):
-        self.keys = [keys[i] for i in keep] if keep is not None else list(keys)
+    def __init__(self, keys: list[str], load, split_: Split, table: torch.Tensor, name: str, training: bool = False):
+        self.keys = list(keys)
         self.load, self.split, self.table, self.name, self.training = load, split_, table, name, training
 
     def __len__(self) -> int:
@@ -172,10 +170,10 @@ def _kept(dataset: SemSegImages, index_path: Path | None) -> list[int]:
 
 
 def _finish(dataset: SemSegImages, training: bool, index_path: Path | None) -> SemSegImages:
-    if not training:
-        return dataset
-    return SemSegImages(dataset.keys, dataset.load, dataset.split, dataset.table, dataset.name, True,
-                        _kept(dataset, index_path))
+    if training:
+        dataset.keys = [dataset.keys[i] for i in _kept(dataset, index_path)]
+        dataset.training = True
+    return dataset
 
 
 def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = False) -> SemSegImages:
