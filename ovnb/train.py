@@ -2,7 +2,8 @@
 
 * a finite schedule of ``iterations`` optimizer steps (the official Fusioner loop never stops);
 * AdamW, linear warmup then cosine decay of the learning rate, computed per iteration (DINO-style
-  ``cosine_scheduler``, as the official Fusioner code); optionally a cosine *increase* of the weight
+  ``cosine_scheduler``, as the official Fusioner code), or detectron2's ``WarmupPolyLR``
+  (``schedule="poly"``: ``lr (1 - t / T)^0.9``, the MaskFormer-based SimBaseline and FC-CLIP); optionally a cosine *increase* of the weight
   decay (official Fusioner: 0.01 -> 0.4); per-group ``"constant"`` schedules for parts that the
   official code trains with a fixed learning rate;
 * gradient accumulation (the official code accumulates 32 single-image tasks per step);
@@ -49,6 +50,10 @@ class TrainConfig:
     clip_grad: float | None = None
     checkpoint_every: int = 200
     seed: int = 0
+    schedule: str = "cosine"  # "cosine" (warmup + cosine to min_lr) or "poly" (warmup + (1 - t/T)^poly_power)
+    poly_power: float = 0.9
+
+    SCHEDULES = ("cosine", "poly")
 
     def __post_init__(self):
         if self.iterations < 1:
@@ -57,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"warmup must lie in [0, iterations={self.iterations}], got {self.warmup}")
         if self.accumulation < 1:
             raise ValueError(f"accumulation must be >= 1, got {self.accumulation}")
+        if self.schedule not in self.SCHEDULES:
+            raise ValueError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
 
 
 def cosine_value(step: int, total: int, base: float, final: float, warmup: int = 0, warmup_from: float = 0.0) -> float:
@@ -67,6 +74,20 @@ def cosine_value(step: int, total: int, base: float, final: float, warmup: int =
     span = max(total - warmup, 1)
     progress = min(max(step - warmup, 0) / span, 1.0)
     return final + 0.5 * (base - final) * (1 + math.cos(math.pi * progress))
+
+
+def poly_value(step: int, total: int, base: float, power: float = 0.9, warmup: int = 0) -> float:
+    """detectron2's ``WarmupPolyLR`` (warmup factor 1 after a linear ramp): ``base (1 - step/total)^power``."""
+    if step < warmup:
+        return base * step / warmup
+    return base * (1.0 - step / total) ** power
+
+
+def learning_rate(step: int, config: "TrainConfig", base: float) -> float:
+    """The learning rate of a group whose peak is ``base`` at ``step``, by ``config.schedule``."""
+    if config.schedule == "poly":
+        return poly_value(step, config.iterations, base, config.poly_power, config.warmup)
+    return cosine_value(step, config.iterations, base, config.min_lr, config.warmup)
 
 
 def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
@@ -118,7 +139,7 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
 
     ``loss_fn(step, micro)`` returns the loss of micro-batch ``micro`` of optimizer step ``step``.
     ``param_groups``: dicts with ``params`` and optionally ``lr`` (peak), ``decay`` (bool),
-    ``schedule`` (``"cosine"`` default, or ``"constant"``). ``stop_after`` ends this call after that
+    ``schedule`` (``"constant"`` keeps the peak; otherwise ``config.schedule``). ``stop_after`` ends this call after that
     many total steps (an interruption, for tests and time-boxed runs); a later call resumes.
     """
     from tqdm.auto import tqdm
@@ -130,7 +151,7 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
         torch_groups.append({"params": g["params"], "lr": g.get("lr", config.lr),
                              "weight_decay": config.weight_decay if g.get("decay", True) else 0.0,
                              "peak_lr": g.get("lr", config.lr), "decay": g.get("decay", True),
-                             "schedule": g.get("schedule", "cosine")})
+                             "schedule": g.get("schedule", "config")})
     device = next(module.parameters()).device
     # the fused kernel is the same update in one pass (5x faster than the per-tensor loop on a CPU)
     optimizer = torch.optim.AdamW(torch_groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
@@ -175,8 +196,8 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
                initial=start, total=config.iterations, leave=False)
     for step in bar:
         for g in optimizer.param_groups:
-            if g["schedule"] == "cosine":
-                g["lr"] = cosine_value(step, config.iterations, g["peak_lr"], config.min_lr, config.warmup)
+            if g["schedule"] != "constant":
+                g["lr"] = learning_rate(step, config, g["peak_lr"])
             if g["decay"] and config.weight_decay_end is not None:
                 g["weight_decay"] = cosine_value(step, config.iterations, config.weight_decay, config.weight_decay_end)
         optimizer.zero_grad(set_to_none=True)

@@ -36,3 +36,18 @@ def episode_grid(samples: list[dict], models: dict, title: str | None = None, im
     plt.tight_layout()
     plt.show()
     return fig
+
+
+def label_image(mask: torch.Tensor, num_classes: int, ignore_index: int = 255):
+    """A semantic mask ``[H, W]`` of class ids as an RGB array (a fixed colour per class from
+    matplotlib's ``tab20``/``hsv`` cycle; ignored pixels mid-grey), for ``imshow``."""
+    import matplotlib
+    import numpy as np
+
+    cmap = matplotlib.colormaps["tab20" if num_classes <= 20 else "hsv"]
+    colours = np.array([cmap(i / max(num_classes - 1, 1) if num_classes > 20 else i)[:3] for i in range(num_classes)])
+    m = mask.cpu().long().numpy()
+    out = np.full((*m.shape, 3), 0.5)
+    valid = (m != ignore_index) & (m >= 0) & (m < num_classes)
+    out[valid] = colours[m[valid]]
+    return out

@@ -350,3 +350,50 @@ def test_a_backbone_without_a_stem_feature_names_its_stride_4_to_32_features():
                                   fpn_dim=32, mask_dim=32, embed_hidden=32)
     class_logits, masks = sb.ProposalGenerator(config)(torch.randn(1, 3, 64, 96), torch.randn(4, 32))
     assert class_logits.shape == (1, 1, 5, 5) and masks.shape == (1, 1, 5, 16, 24)
+
+
+def test_the_oracle_names_each_proposal_by_the_class_it_overlaps_most():
+    gt = torch.tensor([[0, 0, 1, 1],
+                       [0, 0, 1, 1],
+                       [2, 2, 255, 255],
+                       [2, 2, 255, 255]])
+    proposals = torch.zeros(4, 4, 4, dtype=torch.bool)
+    proposals[0, :2, :3] = True  # 4 pixels of class 0, 2 of class 1
+    proposals[1, 2:, :] = True  # 4 of class 2, 4 ignored (ignored pixels do not vote)
+    proposals[2, 2:, 2:] = True  # ignored pixels only
+    out = sb.oracle_probabilities(proposals, gt, num_classes=3)  # proposal 3 is empty
+    assert out.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]]
+
+
+def test_optimizer_groups_follow_maskformer():
+    model = _toy_model()
+    groups = sb.param_groups(model)
+    backbone = {id(p) for n, p in model.generator.named_parameters() if n.startswith("maskformer.pixel_level_module.encoder")}
+    for g in groups:
+        in_backbone = {id(p) in backbone for p in g["params"]}
+        assert len(in_backbone) == 1 and g["lr_scale"] == (0.1 if in_backbone.pop() else 1.0)
+    no_decay = {id(p) for g in groups if not g["decay"] for p in g["params"]}
+    queries = model.generator.maskformer.transformer_module.queries_embedder.weight
+    norm = model.generator.maskformer.transformer_module.decoder.layernorm.weight
+    linear_bias = model.generator.class_embed.mlp[0].bias
+    assert id(queries) in no_decay and id(norm) in no_decay and id(linear_bias) not in no_decay
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.generator.parameters() if p.requires_grad)
+
+
+def test_interrupted_generator_training_resumes_to_the_same_weights(tmp_path):
+    from ovnb.data.augment import TrainAugment
+
+    dataset = semseg.toy("toy-zero-shot", "train", images=12, training=True)
+    split = semseg.split("toy-zero-shot")
+    settings = sb.TrainSettings(iterations=4, batch_size=2, lr=3e-4)
+    aug = TrainAugment.scaled(32, photometric="brightness-contrast")
+    full = _toy_model()
+    sb.train(full, dataset, split.seen, settings, aug, tmp_path / "full", seed=1, progress=False)
+    part = _toy_model()
+    sb.train(part, dataset, split.seen, settings, aug, tmp_path / "part", seed=1, progress=False, stop_after=2,
+             checkpoint_every=1)
+    resumed = _toy_model()
+    result = sb.train(resumed, dataset, split.seen, settings, aug, tmp_path / "part", seed=1, progress=False)
+    assert result.resumed_from == 2 and result.steps_run == 2
+    for (name, a), b in zip(full.generator.state_dict().items(), resumed.generator.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

@@ -117,3 +117,19 @@ def test_weight_decay_applies_to_matrices_only():
     assert all(p.ndim > 1 for p in decay)
     assert sum(len(g["params"]) for g in groups) == len(list(head.parameters()))
     assert math.isclose(train.cosine_value(0, 10, 0.01, 0.4), 0.01)
+
+
+def test_the_poly_schedule_is_detectron2s_warmup_poly_lr(tmp_path):
+    # (1 - t/T)^0.9 without warmup; a linear ramp first when asked
+    assert train.poly_value(0, 100, 1e-4) == pytest.approx(1e-4)
+    assert train.poly_value(50, 100, 1e-4) == pytest.approx(1e-4 * 0.5 ** 0.9)
+    assert train.poly_value(99, 100, 2.0, power=1.0) == pytest.approx(0.02)
+    assert train.poly_value(5, 100, 1.0, warmup=10) == pytest.approx(0.5)
+    # the loop applies it per step, scaled per group (a backbone at 0.1x keeps its ratio)
+    net = nn.Linear(3, 1)
+    groups = [{"params": [net.weight], "lr": 1.0}, {"params": [net.bias], "lr": 0.1}]
+    config = train.TrainConfig(iterations=4, lr=1.0, schedule="poly", amp=False)
+    result = train.fit(net, lambda step, micro: net(torch.ones(1, 3)).sum(), config, param_groups=groups, progress=False)
+    assert [h["lr"] for h in result.history] == pytest.approx([(1 - t / 4) ** 0.9 for t in range(4)])
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train.TrainConfig(iterations=4, schedule="step")

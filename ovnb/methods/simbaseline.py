@@ -184,6 +184,23 @@ def pseudo_labels(scores: torch.Tensor, ground_truth: torch.Tensor, seen: torch.
     return torch.where(is_seen, gt, label)
 
 
+
+def oracle_probabilities(binary: torch.Tensor, ground_truth: torch.Tensor, num_classes: int,
+                         ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Table 6's oracle classifier: each proposal ``[Q, H, W]`` (bool) gets probability 1 for the
+    ground-truth class that covers most of its pixels (ignored pixels do not vote) and 0 elsewhere
+    (``[Q, C]``); a proposal on ignored pixels only, or an empty one, gets all zeros. It measures the
+    proposals alone: how well the generator's masks could segment if every one were named right."""
+    gt = ground_truth.to(binary.device).long()
+    valid = gt != ignore_index
+    onehot = F.one_hot(torch.where(valid, gt, 0), num_classes).to(torch.float32) * valid[..., None]  # [H, W, C]
+    votes = torch.einsum("qhw,hwc->qc", binary.float(), onehot)
+    out = torch.zeros_like(votes)
+    has = votes.amax(dim=1) > 0
+    out[has, votes[has].argmax(dim=1)] = 1.0
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Learned prompts (Sec. 4.2, "Learning-Based Prompt"; official ``LearnablePromptExtractor``)
 
@@ -245,6 +262,7 @@ def prompt_loss(prompts: LearnedPrompts, crops: torch.Tensor, labels: torch.Tens
 CLASSIFIERS = ("ensemble", "generator", "clip")  # Table 7's rows: Ensemble, Retrained Vision Enc., CLIP Vision Enc.
 IMAGENET_PIXEL_MEAN = (123.675, 116.28, 103.53)  # the official configs' PIXEL_MEAN / PIXEL_STD (0-255)
 IMAGENET_PIXEL_STD = (58.395, 57.12, 57.375)
+TOY_IMAGE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -263,6 +281,7 @@ class SimBaselineConfig:
     backbone: str = "resnet101s"
     backbone_features: tuple[int, ...] = (1, 2, 3, 4)  # timm feature indices at strides 4-32 (a ResNet's 0 is its stem)
     res5_multi_grid: tuple[int, ...] = (1, 2, 4)
+    output_stride: int | None = None  # None: 32 (ResNet-101c); 8 or 16 dilate the last stages (timm)
     num_queries: int = 100
     hidden: int = 256  # transformer decoder width
     decoder_layers: int = 6
@@ -287,6 +306,8 @@ class SimBaselineConfig:
     expand_ratio: float = 1.0
     normalise_assembly: bool = False  # Eq. (2)'s denominator (argmax unchanged)
     size: str = "paper"
+    backbone_init: str | None = None  # None: ImageNet weights (pretrained builds); a registry CLIP: its image trunk
+    freeze_backbone_norm: bool = True  # detectron2's FrozenBN (only sound for a pretrained backbone)
 
     def __post_init__(self):
         if self.hidden % self.heads:
@@ -304,6 +325,18 @@ class SimBaselineConfig:
         if dataset not in ENSEMBLE_WEIGHTS:
             raise ValueError(f"no official ensemble weight for {dataset!r}; known: {', '.join(ENSEMBLE_WEIGHTS)}")
         return replace(cls(**overrides), **ENSEMBLE_WEIGHTS[dataset])
+
+    @classmethod
+    def toy(cls, dataset: str = "coco-stuff-171", **overrides) -> "SimBaselineConfig":
+        """The toy world's generator (64 x 64 images): timm's ``convnext_atto`` initialised from the toy
+        ConvNeXt CLIP's image trunk - the toy analogue of Table 4's "CLIP-VL" pre-training, as the toy
+        world has no ImageNet - with 20 queries (a toy scene has at most six segments), 3 decoder layers
+        of width 128, and the toy ViT CLIP as region classifier (the paper's ViT-B/16)."""
+        settings = dict(backbone="convnext_atto", backbone_features=(0, 1, 2, 3), res5_multi_grid=(),
+                        backbone_init="toy-clip-convnext", freeze_backbone_norm=False, num_queries=20,
+                        decoder_layers=3, hidden=128, heads=4, ffn=512, fpn_dim=128, mask_dim=128, embed_hidden=256,
+                        clip="toy-clip-vit", templates="sculpture", size="toy")
+        return cls.for_dataset(dataset, **{**settings, **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -340,7 +373,7 @@ class ProposalGenerator(nn.Module):
         from transformers.utils import logging
 
         backbone = TimmBackboneConfig(backbone=config.backbone, out_indices=list(config.backbone_features),
-                                      use_pretrained_backbone=pretrained_backbone)
+                                      use_pretrained_backbone=pretrained_backbone, output_stride=config.output_stride)
         decoder = dict(model_type="detr", num_queries=config.num_queries, decoder_layers=config.decoder_layers,
                        d_model=config.hidden, decoder_ffn_dim=config.ffn, decoder_attention_heads=config.heads,
                        dropout=config.dropout, auxiliary_loss=config.deep_supervision)
@@ -353,7 +386,8 @@ class ProposalGenerator(nn.Module):
         finally:
             logging.set_verbosity(level)
         self._multi_grid(config.res5_multi_grid)
-        self._freeze_batch_norm()
+        if config.freeze_backbone_norm:
+            self._freeze_batch_norm()
         self.mask_embed = MaskformerMLPPredictionHead(config.hidden, config.hidden, config.mask_dim, 3)
         self.class_embed = ClassEmbedding(config.hidden, config.embed_hidden, config.embed_dim, config.temperature)
         self.config = config
@@ -441,10 +475,11 @@ class SimBaseline(nn.Module):
             self._criteria[num_classes] = MaskFormerLoss(num_classes, matcher, weights, c.no_object_weight)
         return self._criteria[num_classes]
 
-    def loss(self, images: torch.Tensor, masks: torch.Tensor, class_names) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, masks: torch.Tensor, class_names, text: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss of a batch: ``images`` ``[B, 3, H, W]`` (0-255), ``masks`` ``[B, H, W]``
-        contiguous ids into ``class_names`` (255 ignored), summed over the decoder layers."""
-        text = self.text_embeddings(class_names).to(images.device)
+        contiguous ids into ``class_names`` (255 ignored), summed over the decoder layers; ``text``: the
+        names' embeddings, if computed already."""
+        text = (self.text_embeddings(class_names) if text is None else text).to(images.device)
         class_logits, mask_logits = self.generator(self.preprocess(images), text)
         targets = [semantic_targets(m) for m in masks]
         criterion = self.criterion(len(class_names)).to(images.device)
@@ -486,6 +521,16 @@ class SimBaseline(nn.Module):
         return {"method": "simbaseline", "seen_names": len(self.seen_names), **self.config.to_dict()}
 
 
+def init_backbone_from_clip(generator: ProposalGenerator, clip) -> None:
+    """Copy a CLIP's timm image trunk (open_clip's ``visual.trunk``) into the generator's backbone of
+    the same architecture (timm's feature wrapper names ``stem.``/``stages.`` as ``stem_``/``stages_``);
+    the CLIP's pooling head is not part of the backbone."""
+    trunk = clip.model.visual.trunk.state_dict()
+    state = {k.replace("stem.", "stem_", 1).replace("stages.", "stages_", 1): v for k, v in trunk.items()
+             if not k.startswith("head.")}
+    generator.maskformer.pixel_level_module.encoder._backbone.load_state_dict(state, strict=True)
+
+
 def build(clip: str | None = None, pretrained: bool = False, config: SimBaselineConfig | None = None,
           seen_names=(), device=None, encoders: dict | None = None, seed: int | None = None, **overrides) -> SimBaseline:
     """SimBaseline with the registry CLIP ``clip`` (default ``config.clip``); ``pretrained`` loads the
@@ -502,5 +547,87 @@ def build(clip: str | None = None, pretrained: bool = False, config: SimBaseline
         torch.manual_seed(seed)
     config = replace(config, clip=name, embed_dim=config.embed_dim or pool[name].embed_dim)
     model = SimBaseline(config, pool[name], seen_names,
-                        pretrained_backbone=pretrained and config.size == "paper").eval()  # training calls .train()
+                        pretrained_backbone=pretrained and config.size == "paper" and config.backbone_init is None).eval()
+    if config.backbone_init is not None and pretrained:
+        if config.backbone_init not in pool:
+            pool[config.backbone_init] = registry.build(config.backbone_init, pretrained=True, device=device)
+        init_backbone_from_clip(model.generator, pool[config.backbone_init])
     return model.to(device) if device is not None else model
+
+
+# ----------------------------------------------------------------------------------------------
+# Training (official ``Base-COCOStuff164K-171.yaml`` / ``Base-VOC11K-20.yaml`` on MaskFormer's
+# ``build_optimizer``), through the book's one loop ``ovnb.train.fit``
+
+
+def param_groups(model: SimBaseline, backbone_multiplier: float = 0.1) -> list[dict]:
+    """MaskFormer's optimizer groups: the backbone's parameters at ``backbone_multiplier`` x the learning
+    rate (``BACKBONE_MULTIPLIER`` 0.1); normalisation parameters and embeddings (the queries) without
+    weight decay (``WEIGHT_DECAY_NORM`` = ``WEIGHT_DECAY_EMBED`` = 0); everything else with it."""
+    norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Embedding)
+    groups: dict[tuple[bool, bool], list] = {}
+    seen = set()
+    for module_name, module in model.generator.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            backbone = module_name.startswith("maskformer.pixel_level_module.encoder")
+            decay = not isinstance(module, norms) and "norm" not in type(module).__name__.lower()
+            groups.setdefault((backbone, decay), []).append(p)
+    return [{"params": params, "lr_scale": backbone_multiplier if backbone else 1.0, "decay": decay}
+            for (backbone, decay), params in groups.items()]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The official segmenter schedule: AdamW 1e-4, weight decay 1e-4, poly (0.9), no warmup, full-model
+    gradient clipping at L2 0.01; batch 32 for 60k iterations (COCO) or 16 for 20k (VOC)."""
+
+    iterations: int = 60_000
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    backbone_multiplier: float = 0.1
+    clip_grad: float | None = 0.01
+    warmup: int = 0
+
+    @classmethod
+    def toy(cls) -> "TrainSettings":
+        """The toy generator's schedule: the official optimizer and clipping, at 3e-4 (a few hundred
+        steps instead of 60k; 1e-4 barely moves in that budget) and batch 8."""
+        return cls(iterations=300, batch_size=8, lr=3e-4)
+
+
+def train(model: SimBaseline, dataset, class_ids, settings: TrainSettings, augment, run_dir=None, seed: int = 0,
+          progress: bool = True, stop_after: int | None = None, checkpoint_every: int = 1000):
+    """Train ``model.generator`` on ``dataset`` (``SemSegImages`` in training mode: unseen pixels already
+    255) with the vocabulary ``class_ids`` (the dataset's ids the class head sees: the seen classes, or
+    every class for "Sup" and the self-training round); batch ``t`` is drawn from
+    ``step_generator(seed, t)`` (images and ``augment``'s draws), so a resumed run ends with the same
+    weights. Returns ``ovnb.train.TrainResult``."""
+    from ..train import TrainConfig, fit, step_generator
+
+    class_ids = [int(c) for c in class_ids]
+    names = [dataset.class_names[c] for c in class_ids]
+    table = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    table[torch.tensor(class_ids)] = torch.arange(len(class_ids))
+    device = next(model.generator.parameters()).device
+    text = model.text_embeddings(names).to(device)  # frozen: computed once for the whole run
+
+    def loss_fn(step: int, micro: int) -> torch.Tensor:
+        g = step_generator(seed, step, micro)
+        index = torch.randint(len(dataset), (settings.batch_size,), generator=g).tolist()
+        pairs = [augment(s["image"], s["mask"], g) for s in (dataset[i] for i in index)]
+        images = torch.stack([p[0] for p in pairs]).to(device)
+        masks = table[torch.stack([p[1] for p in pairs]).clamp(0, 255)].to(device)
+        return model.loss(images, masks, names, text=text)
+
+    groups = [{"params": g["params"], "lr": settings.lr * g["lr_scale"], "decay": g["decay"]}
+              for g in param_groups(model, settings.backbone_multiplier)]
+    config = TrainConfig(iterations=settings.iterations, lr=settings.lr, weight_decay=settings.weight_decay,
+                         warmup=settings.warmup, clip_grad=settings.clip_grad, schedule="poly", seed=seed,
+                         checkpoint_every=checkpoint_every)
+    model.clip.requires_grad_(False)
+    return fit(model.generator, loss_fn, config, run_dir=run_dir, param_groups=groups, progress=progress,
+               stop_after=stop_after, description="SimBaseline generator")

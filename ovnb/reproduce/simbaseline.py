@@ -1,0 +1,270 @@
+"""SimBaseline's experiments as data: one ``Experiment`` per trained proposal generator, run in any
+profile, evaluated with any of Table 7's classifiers (and Table 6's oracle).
+
+``Runner.model(experiment)`` trains the generator (or loads its finished checkpoint from
+``build/runs/<profile>/simbaseline/<key>/``, so notebooks that need the same model share one
+training); ``Runner.evaluate(experiment, classifier)`` runs the generalized zero-shot protocol (one
+confusion matrix over all of the split's classes) and keeps the scores beside the checkpoint, so a
+warm rebuild neither trains nor evaluates again.
+
+Data per profile: ``toy`` / ``smoke`` the toy world's analogues of the benchmark splits
+(``toy-zero-shot`` for COCO-Stuff 156/15, ``toy-voc`` for VOC 15/5) at 64 x 64; ``quick`` / ``paper``
+the prepared datasets under ``DATA_ROOT``; ``dryrun`` the same loaders on fixture datasets with the
+real architectures' random weights.
+
+**Seeds.** ``Experiment.seed`` is the training seed (initialisation and batch order); the test images
+never change with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import results
+from ..data import semseg
+from ..data.augment import TrainAugment
+from ..evaluate import generalized_zero_shot
+from ..methods import simbaseline as sb
+from .fusioner import _resolve
+
+TOY_TRAIN_IMAGES = 3000
+TOY_TEST_IMAGES = 200
+TOY_SPLITS = {"coco-stuff-171": "toy-zero-shot", "voc-20": "toy-voc"}
+CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    split: str = "coco-stuff-171"  # the benchmark (toy profiles use its toy analogue, TOY_SPLITS)
+    vocabulary: str = "seen"  # "seen" (zero-shot training) or "all" ("Sup" of Tables 9-10)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.split not in TOY_SPLITS:
+            raise ValueError(f"split must be one of {list(TOY_SPLITS)}, got {self.split!r}")
+        if self.vocabulary not in ("seen", "all"):
+            raise ValueError(f"vocabulary must be 'seen' or 'all', got {self.vocabulary!r}")
+
+    def key(self, extra: dict) -> str:
+        text = json.dumps({**asdict(self), **extra}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def with_seeds(self, seeds) -> list["Experiment"]:
+        return [replace(self, seed=int(s)) for s in seeds]
+
+
+class Runner:
+    """Trains and evaluates SimBaseline generators for one profile. From the profile:
+    ``simbaseline.train_images`` (toy world: images drawn for training), ``simbaseline.iterations`` (else ``train_iterations``; neither: the official schedule of the split)
+    and ``simbaseline.batch_size`` (else the profile's ``batch_size`` with a profile schedule), ``eval_images`` (test images evaluated; ``paper`` sets none: the whole set) and
+    ``seeds``."""
+
+    def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False, seeds=None,
+                 prepare_data: bool = False, convention: str = "detectron2-0.6"):
+        from ..data.fixtures import data_root as fixture_root
+
+        self.profile = profile
+        self.toy = profile.data == "toy"
+        self.data_root = _resolve(fixture_root(profile, data_root))
+        self.device, self.progress, self.prepare_data = device, progress, prepare_data
+        self.convention = convention
+        self.seeds = tuple(int(s) for s in (profile.seeds if seeds is None else seeds))
+        if not self.seeds:
+            raise ValueError("SEEDS is empty: give at least one training seed, e.g. [0]")
+        # None: the official schedule of the split (COCO 60k x 32, VOC 20k x 16)
+        self.iterations = profile.get("simbaseline.iterations", profile.train_iterations)
+        self.batch_size = profile.get("simbaseline.batch_size")
+        self.eval_images = profile.eval_images
+        self.encoders: dict = {}
+        self.datasets: dict = {}
+        self.models: dict = {}
+
+    # -- data ------------------------------------------------------------------------------------
+    def split(self, e: Experiment) -> semseg.Split:
+        return semseg.split(TOY_SPLITS[e.split] if self.toy else e.split)
+
+    def _load(self, make):
+        from ..data import prepare
+        from ..data.files import DatasetMissingError
+
+        try:
+            return make()
+        except DatasetMissingError as missing:
+            if not self.prepare_data or not missing.datasets:
+                raise
+            for name in missing.datasets:
+                print(prepare.plan(name, self.data_root), flush=True)
+                prepare.prepare(name, self.data_root)
+            return make()
+
+    def train_set(self, e: Experiment):
+        """The training images; the unseen-pixel rule applies unless the vocabulary is ``all``."""
+        key = ("train", e.split, e.vocabulary)
+        if key not in self.datasets:
+            training = e.vocabulary == "seen"
+            if self.toy:
+                images = int(self.profile.get("simbaseline.train_images", TOY_TRAIN_IMAGES))
+                ds = semseg.toy(TOY_SPLITS[e.split], "train", images, training=training)
+            elif e.split == "coco-stuff-171":
+                ds = self._load(lambda: semseg.coco_stuff(self.data_root, "train2017", training=training))
+            else:
+                ds = self._load(lambda: semseg.voc(self.data_root, "train", training=training))
+            self.datasets[key] = ds
+        return self.datasets[key]
+
+    def test_set(self, e: Experiment):
+        key = ("test", e.split)
+        if key not in self.datasets:
+            if self.toy:
+                ds = semseg.toy(TOY_SPLITS[e.split], "test", TOY_TEST_IMAGES)
+            elif e.split == "coco-stuff-171":
+                ds = self._load(lambda: semseg.coco_stuff(self.data_root, "val2017"))
+            else:
+                ds = self._load(lambda: semseg.voc(self.data_root, "val"))
+            self.datasets[key] = ds
+        return self.datasets[key]
+
+    def test_indices(self, e: Experiment) -> list[int]:
+        """The evaluated test images: all, or ``eval_images`` of them spread evenly over the set."""
+        n = len(self.test_set(e))
+        if self.eval_images is None or self.eval_images >= n:
+            return list(range(n))
+        return sorted({round(i * (n - 1) / max(self.eval_images - 1, 1)) for i in range(self.eval_images)})
+
+    # -- models ----------------------------------------------------------------------------------
+    def config(self, e: Experiment) -> sb.SimBaselineConfig:
+        dataset = "coco-stuff-171" if e.split == "coco-stuff-171" else "voc-20"
+        if self.toy:
+            return sb.SimBaselineConfig.toy(dataset)
+        return sb.SimBaselineConfig.for_dataset(dataset)
+
+    def augment(self, e: Experiment) -> TrainAugment:
+        if self.toy:  # the toy world's class names are colours: no hue or saturation jitter
+            return TrainAugment.scaled(sb.TOY_IMAGE_SIZE, photometric="brightness-contrast")
+        return TrainAugment() if e.split == "coco-stuff-171" else TrainAugment.scaled(512, max_size=2048)
+
+    def settings(self, e: Experiment) -> sb.TrainSettings:
+        if self.toy:
+            base = sb.TrainSettings.toy()
+        else:
+            base = sb.TrainSettings() if e.split == "coco-stuff-171" else sb.TrainSettings(iterations=20_000, batch_size=16)
+        return replace(base, iterations=int(self.iterations or base.iterations),
+                       batch_size=int(self.batch_size or (self.profile.batch_size if self.iterations else base.batch_size)))
+
+    def build(self, e: Experiment) -> sb.SimBaseline:
+        split = self.split(e)
+        seen = split.class_names if e.vocabulary == "all" else split.names(split.seen)
+        model = sb.build(pretrained=self.profile.pretrained, config=self.config(e), seen_names=seen,
+                         device=self.device, encoders=self.encoders, seed=e.seed)
+        self.encoders[model.config.clip] = model.clip
+        return model
+
+    def run_dir(self, e: Experiment, model=None) -> Path:
+        from ..cache import weights_fingerprint
+
+        model = model or self.build(e)
+        extra = {"profile": self.profile.name, "settings": asdict(self.settings(e)), "config": model.config.to_dict(),
+                 "clip_weights": weights_fingerprint(model.clip)}
+        return results.build_dir() / "runs" / self.profile.name / "simbaseline" / e.key(extra)
+
+    def model(self, e: Experiment) -> sb.SimBaseline:
+        """The trained generator of ``e`` (trained now, or loaded from its finished checkpoint)."""
+        if e in self.models:
+            return self.models[e]
+        model = self.build(e)
+        run_dir = self.run_dir(e, model)
+        split = self.split(e)
+        ids = range(len(split.class_names)) if e.vocabulary == "all" else split.seen
+        t0 = time.perf_counter()
+        result = sb.train(model, self.train_set(e), ids, self.settings(e), self.augment(e), run_dir, seed=e.seed,
+                          progress=self.progress)
+        if result.steps_run:
+            for stale in run_dir.glob("evaluation-*.json"):
+                stale.unlink()
+            results.write_json_atomic(run_dir / "training.json", {"train_s": time.perf_counter() - t0,
+                                                                  "steps": result.steps_run,
+                                                                  "experiment": asdict(e)})
+        model.eval()
+        self.models[e] = model
+        return model
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, e: Experiment, classifier: str = "ensemble") -> dict:
+        """Generalized zero-shot scores (%) of ``e``'s model with ``classifier`` (Table 7's
+        ``ensemble`` / ``generator`` / ``clip``, or Table 6's ``oracle``) on the test images; kept
+        beside the checkpoint."""
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        model = self.model(e)
+        spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        kept = self.run_dir(e, model) / f"evaluation-{digest}.json"
+        if kept.is_file():
+            return json.loads(kept.read_text())
+        t0 = time.perf_counter()
+        matrix = confusion_matrix(model, self.test_set(e), spec["images"], classifier, progress=self.progress)
+        split = self.split(e)
+        scores = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
+        per_class = matrix_per_class(matrix)
+        out = {**scores, "per_class": per_class, "eval_s": time.perf_counter() - t0, "images": len(spec["images"])}
+        results.write_json_atomic(kept, out)
+        return out
+
+    def weights_source(self) -> str:
+        return {"toy": "toy", "random": "random"}.get(self.profile.weights, "retrained")
+
+
+def matrix_per_class(matrix) -> list[float | None]:
+    """Per-class IoU (%) of a confusion matrix; ``None`` for a class absent from ground truth."""
+    from ..metrics import _as_matrix, per_class_iou
+
+    m = _as_matrix(matrix)
+    present = m.sum(dim=1) > 0
+    return [100 * float(v) if p else None for v, p in zip(per_class_iou(m), present)]
+
+
+@torch.no_grad()
+def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False):
+    """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
+    images ``indices``: each image segmented with every class name (generalized zero-shot), the
+    prediction the argmax of Eq. (2)."""
+    from tqdm.auto import tqdm
+
+    from ..metrics import ConfusionMatrix
+
+    names = list(dataset.class_names)
+    matrix = ConfusionMatrix(len(names))
+    original = model.config
+    try:
+        if classifier != "oracle":
+            model.config = replace(original, classifier=classifier)
+        for i in tqdm(indices, desc=f"SimBaseline ({classifier})", disable=not progress, leave=False):
+            sample = dataset[i]
+            image = sample["image"][None].to(next(model.generator.parameters()).device)
+            if classifier == "oracle":
+                _, masks, _ = model.proposals(image, names)
+                binary = sb.binarize(masks[0], model.config.mask_threshold)
+                scores = sb.semantic_map(sb.oracle_probabilities(binary, sample["mask"], len(names)), masks[0])
+            else:
+                scores = model.segment(image, names)[0]
+            matrix.update(scores.argmax(0).cpu(), sample["mask"])
+    finally:
+        model.config = original
+    return matrix
+
+
+def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data", progress: bool = False,
+                   prepare_data: bool = False) -> tuple[Runner, results.RunRecord]:
+    """The setup cell of a SimBaseline notebook: the ``Runner`` for ``profile`` on the available device
+    and the notebook's ``RunRecord``."""
+    from .. import env, profiles
+
+    runner = Runner(profiles.load(profile), data_root=data_root, device=env.device(), progress=progress, seeds=seeds,
+                    prepare_data=prepare_data)
+    return runner, results.RunRecord(notebook, profile, runner.seeds)
