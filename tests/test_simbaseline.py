@@ -397,3 +397,20 @@ def test_interrupted_generator_training_resumes_to_the_same_weights(tmp_path):
     assert result.resumed_from == 2 and result.steps_run == 2
     for (name, a), b in zip(full.generator.state_dict().items(), resumed.generator.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_the_decoder_starts_from_maskformers_initialisation_not_transformers_defaults():
+    # transformers draws every decoder weight from N(0, 0.02), the queries included: all queries then
+    # start nearly identical and never separate on a small budget. MaskFormer: N(0, 1) queries,
+    # Xavier-uniform decoder matrices, Kaiming-uniform (a=1) pixel-decoder convolutions.
+    model = _toy_model(num_queries=50, hidden=64)
+    transformer = model.generator.maskformer.transformer_module
+    queries = transformer.queries_embedder.weight
+    assert 0.9 < float(queries.std()) < 1.1
+    attn = transformer.decoder.layers[0].encoder_attn.q_proj.weight
+    bound = math.sqrt(6 / (attn.shape[0] + attn.shape[1]))
+    assert float(attn.abs().max()) <= bound and float(attn.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    assert float(transformer.decoder.layers[0].encoder_attn.q_proj.bias.abs().max()) == 0.0
+    conv = model.generator.maskformer.pixel_level_module.decoder.mask_projection
+    fan_in = conv.weight[0].numel()
+    assert float(conv.weight.abs().max()) <= math.sqrt(3 / fan_in) and float(conv.bias.abs().max()) == 0.0

@@ -385,12 +385,50 @@ class ProposalGenerator(nn.Module):
             self.maskformer = MaskFormerModel(mf_config)
         finally:
             logging.set_verbosity(level)
+        self._official_init()
         self._multi_grid(config.res5_multi_grid)
         if config.freeze_backbone_norm:
             self._freeze_batch_norm()
         self.mask_embed = MaskformerMLPPredictionHead(config.hidden, config.hidden, config.mask_dim, 3)
         self.class_embed = ClassEmbedding(config.hidden, config.embed_hidden, config.embed_dim, config.temperature)
         self.config = config
+
+    def _official_init(self) -> None:
+        """Re-initialise the pixel decoder and the transformer as MaskFormer does; transformers draws
+        every weight (the learned queries included) from N(0, 0.02), which leaves all queries nearly
+        identical at the start: on a small budget they never separate. Official: detectron2's
+        ``c2_xavier_fill`` (Kaiming-uniform, a = 1; zero bias) for every convolution of the pixel
+        decoder and the input projection; DETR's ``Transformer._reset_parameters`` (Xavier-uniform for
+        every matrix of the decoder; ``nn.MultiheadAttention``'s zero projection biases,
+        ``nn.Linear``'s default biases in the feed-forward layers); ``nn.Embedding``'s N(0, 1) for the
+        queries; unit/zero normalisation layers. The backbone keeps timm's (or the pretrained) weights."""
+        def c2_xavier_fill(conv: nn.Conv2d) -> None:
+            nn.init.kaiming_uniform_(conv.weight, a=1)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+        with torch.no_grad():
+            for module in self.maskformer.pixel_level_module.decoder.modules():
+                if isinstance(module, nn.Conv2d):
+                    c2_xavier_fill(module)
+                elif isinstance(module, nn.GroupNorm):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
+            transformer = self.maskformer.transformer_module
+            if transformer.input_projection is not None:
+                c2_xavier_fill(transformer.input_projection)
+            nn.init.normal_(transformer.queries_embedder.weight)
+            for name, module in transformer.decoder.named_modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight)
+                    if "attn" in name:
+                        nn.init.zeros_(module.bias)
+                    else:  # the feed-forward layers keep nn.Linear's default bias
+                        bound = module.in_features ** -0.5
+                        nn.init.uniform_(module.bias, -bound, bound)
+                elif isinstance(module, nn.LayerNorm):
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)
 
     def _multi_grid(self, grid) -> None:
         """DeepLab's multi-grid res5: block ``i`` of the last stage dilates its 3x3 conv by ``grid[i]``."""

@@ -137,6 +137,12 @@ class Runner:
             return list(range(n))
         return sorted({round(i * (n - 1) / max(self.eval_images - 1, 1)) for i in range(self.eval_images)})
 
+    def test_size(self, e: Experiment) -> int | None:
+        """The official test resize (shortest edge): COCO-Stuff 640, VOC 512; the toy world's 64 px as drawn."""
+        if self.toy:
+            return None
+        return 640 if e.split == "coco-stuff-171" else 512
+
     # -- models ----------------------------------------------------------------------------------
     def config(self, e: Experiment) -> sb.SimBaselineConfig:
         dataset = "coco-stuff-171" if e.split == "coco-stuff-171" else "voc-20"
@@ -202,13 +208,15 @@ class Runner:
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         model = self.model(e)
-        spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention}
+        spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention,
+                "short_edge": self.test_size(e)}
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         kept = self.run_dir(e, model) / f"evaluation-{digest}.json"
         if kept.is_file():
             return json.loads(kept.read_text())
         t0 = time.perf_counter()
-        matrix = confusion_matrix(model, self.test_set(e), spec["images"], classifier, progress=self.progress)
+        matrix = confusion_matrix(model, self.test_set(e), spec["images"], classifier, progress=self.progress,
+                                  short_edge=self.test_size(e))
         split = self.split(e)
         scores = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
         per_class = matrix_per_class(matrix)
@@ -229,11 +237,29 @@ def matrix_per_class(matrix) -> list[float | None]:
     return [100 * float(v) if p else None for v, p in zip(per_class_iou(m), present)]
 
 
+def resize_shortest_edge(image: torch.Tensor, edge: int | None, max_size: int | None = None) -> torch.Tensor:
+    """detectron2's test-time ``ResizeShortestEdge``: ``[B, 3, H, W]`` resized (bilinear) so that the
+    shortest edge is ``edge`` and the longest at most ``max_size`` (default 4 x ``edge``: COCO's 640 /
+    2560 and VOC's 512 / 2048); ``None`` leaves it as it is."""
+    if edge is None:
+        return image
+    max_size = max_size or 4 * edge
+    H, W = image.shape[-2:]
+    scale = min(edge / min(H, W), max_size / max(H, W))
+    size = (max(1, round(H * scale)), max(1, round(W * scale)))
+    if size == (H, W):
+        return image
+    return torch.nn.functional.interpolate(image.float(), size=size, mode="bilinear", align_corners=False)
+
+
 @torch.no_grad()
-def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False):
+def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
+                     short_edge: int | None = None, max_size: int | None = None):
     """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
-    images ``indices``: each image segmented with every class name (generalized zero-shot), the
-    prediction the argmax of Eq. (2)."""
+    images ``indices``: each image resized to ``short_edge`` (the official test size: COCO 640, VOC 512;
+    the proposals' crops are cut from the resized image), segmented with every class name (generalized
+    zero-shot), the Eq. (2) scores resized back to the image (detectron2's ``sem_seg_postprocess``) and
+    the prediction their argmax."""
     from tqdm.auto import tqdm
 
     from ..metrics import ConfusionMatrix
@@ -247,12 +273,18 @@ def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = 
         for i in tqdm(indices, desc=f"SimBaseline ({classifier})", disable=not progress, leave=False):
             sample = dataset[i]
             image = sample["image"][None].to(next(model.generator.parameters()).device)
+            image = resize_shortest_edge(image, short_edge, max_size)
             if classifier == "oracle":
                 _, masks, _ = model.proposals(image, names)
+                gt = sample["mask"].to(masks.device)
+                gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
                 binary = sb.binarize(masks[0], model.config.mask_threshold)
-                scores = sb.semantic_map(sb.oracle_probabilities(binary, sample["mask"], len(names)), masks[0])
+                scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
             else:
                 scores = model.segment(image, names)[0]
+            if scores.shape[-2:] != sample["mask"].shape:
+                scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
+                                                         align_corners=False)[0]
             matrix.update(scores.argmax(0).cpu(), sample["mask"])
     finally:
         model.config = original
