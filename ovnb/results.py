@@ -325,3 +325,16 @@ def plot_status(df: pd.DataFrame, ax=None):
     ax.legend(ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     sns.despine(ax=ax)
     return ax
+
+
+def paper_vs_ours(record, paper: str, table: str, profile: str):
+    """The paper's table with our values of this run beside it: one row per (row, column), with
+    ours as mean, sd and n over the seeds, and as text (``mean ± sd (n)``)."""
+    df = compare([record.to_dict()], [paper], profile=profile)
+    df = df[df["table"] == table]
+    rows = df[df["ours"].notna()]["row"].unique()
+    df = df[df["row"].isin(rows)].copy()
+    df["ours ± sd (n)"] = [format_spread(m, s, n) for m, s, n in zip(df["ours"], df["ours_sd"], df["n"])]
+    out = df[["row", "column", "paper_value", "ours", "ours_sd", "n", "ours ± sd (n)", "delta", "weights"]].rename(
+        columns={"paper_value": "paper", "ours_sd": "sd"})
+    return out.set_index(["row", "column"]).round(1)

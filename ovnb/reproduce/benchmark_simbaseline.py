@@ -31,8 +31,6 @@ CONFIGS = {
     "toy": dict(clip="toy-clip-vit", pretrained=True, image=(64, 64)),
     "vit-b-16": dict(clip="clip-vit-b-16", pretrained=False, image=(640, 853)),
 }
-TOY_GENERATOR = dict(backbone="resnet18", res5_multi_grid=(), num_queries=20, decoder_layers=2, ffn=256, hidden=128,
-                     heads=4, fpn_dim=64, mask_dim=64, embed_hidden=256)
 
 
 @dataclass
@@ -107,8 +105,9 @@ def measure_pipeline(name: str, steps: int = 1) -> float:
 
     spec = CONFIGS[name]
     split = semseg.split("toy-zero-shot" if name == "toy" else "coco-stuff-171")
-    overrides = TOY_GENERATOR if name == "toy" else {}
-    model = sb.build(spec["clip"], pretrained=spec["pretrained"], seen_names=split.names(split.seen), seed=0, **overrides)
+    config = sb.SimBaselineConfig.toy() if name == "toy" else None  # the toy world's generator
+    model = sb.build(spec["clip"], pretrained=spec["pretrained"], config=config, seen_names=split.names(split.seen),
+                     seed=0)
     model.eval()
     image = torch.randint(0, 256, (1, 3, *spec["image"]), dtype=torch.uint8)
     names = list(split.class_names)

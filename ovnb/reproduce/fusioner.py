@@ -431,16 +431,8 @@ def unit_values(outcomes: list[Outcome], metric: str = "miou") -> "pd.Series":
 
 
 def paper_vs_ours(record, table: str, profile: str):
-    """The paper's table with our values of this run beside it: one row per (row, column), with
-    ours as mean, sd and n over the seeds, and as text (``mean ± sd (n)``)."""
-    df = results.compare([record.to_dict()], ["fusioner"], profile=profile)
-    df = df[df["table"] == table]
-    rows = df[df["ours"].notna()]["row"].unique()
-    df = df[df["row"].isin(rows)].copy()
-    df["ours ± sd (n)"] = [results.format_spread(m, s, n) for m, s, n in zip(df["ours"], df["ours_sd"], df["n"])]
-    out = df[["row", "column", "paper_value", "ours", "ours_sd", "n", "ours ± sd (n)", "delta", "weights"]].rename(
-        columns={"paper_value": "paper", "ours_sd": "sd"})
-    return out.set_index(["row", "column"]).round(1)
+    """``results.paper_vs_ours`` for Fusioner's tables."""
+    return results.paper_vs_ours(record, "fusioner", table, profile)
 
 
 def paper_schedule(batch_size: int = 32, epochs: int = 510) -> "pd.DataFrame":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -41,8 +42,15 @@ CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
 
 @dataclass(frozen=True)
 class Experiment:
+    """One trained model: ``head`` ``maskformer`` (SimBaseline's proposal generator) or ``fcn`` (Sec. 5's
+    per-pixel baseline); ``vocabulary`` ``seen`` (zero-shot training) or ``all`` ("Sup" of Tables
+    9-10); ``self_training``: retrained on the pseudo-labels of the same configuration without it
+    ("+ST" of Tables 2-3, ``Runner.pseudo_labels``)."""
+
     split: str = "coco-stuff-171"  # the benchmark (toy profiles use its toy analogue, TOY_SPLITS)
-    vocabulary: str = "seen"  # "seen" (zero-shot training) or "all" ("Sup" of Tables 9-10)
+    vocabulary: str = "seen"
+    head: str = "maskformer"
+    self_training: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -50,6 +58,15 @@ class Experiment:
             raise ValueError(f"split must be one of {list(TOY_SPLITS)}, got {self.split!r}")
         if self.vocabulary not in ("seen", "all"):
             raise ValueError(f"vocabulary must be 'seen' or 'all', got {self.vocabulary!r}")
+        if self.head not in sb.HEADS:
+            raise ValueError(f"head must be one of {sb.HEADS}, got {self.head!r}")
+        if self.self_training and self.vocabulary != "seen":
+            raise ValueError("self-training starts from a model trained on the seen classes (vocabulary='seen')")
+
+    @property
+    def teacher(self) -> "Experiment":
+        """The model whose pseudo-labels a self-training experiment learns from."""
+        return replace(self, self_training=False)
 
     def key(self, extra: dict) -> str:
         text = json.dumps({**asdict(self), **extra}, sort_keys=True)
@@ -66,7 +83,8 @@ class Runner:
     ``seeds``."""
 
     def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False, seeds=None,
-                 prepare_data: bool = False, convention: str = "detectron2-0.6"):
+                 prepare_data: bool = False, convention: str = "detectron2-0.6", pseudo_threshold: float = 0.0,
+                 workers: int | None = None):
         from ..data.fixtures import data_root as fixture_root
 
         self.profile = profile
@@ -74,6 +92,7 @@ class Runner:
         self.data_root = _resolve(fixture_root(profile, data_root))
         self.device, self.progress, self.prepare_data = device, progress, prepare_data
         self.convention = convention
+        self.pseudo_threshold = pseudo_threshold
         self.seeds = tuple(int(s) for s in (profile.seeds if seeds is None else seeds))
         if not self.seeds:
             raise ValueError("SEEDS is empty: give at least one training seed, e.g. [0]")
@@ -81,9 +100,11 @@ class Runner:
         self.iterations = profile.get("simbaseline.iterations", profile.train_iterations)
         self.batch_size = profile.get("simbaseline.batch_size")
         self.eval_images = profile.eval_images
+        self.workers = min(profile.workers if workers is None else int(workers), os.cpu_count() or 1)
         self.encoders: dict = {}
         self.datasets: dict = {}
         self.models: dict = {}
+        self._pool = None
 
     # -- data ------------------------------------------------------------------------------------
     def split(self, e: Experiment) -> semseg.Split:
@@ -147,13 +168,13 @@ class Runner:
     def config(self, e: Experiment) -> sb.SimBaselineConfig:
         dataset = "coco-stuff-171" if e.split == "coco-stuff-171" else "voc-20"
         if self.toy:
-            return sb.SimBaselineConfig.toy(dataset)
-        return sb.SimBaselineConfig.for_dataset(dataset)
+            return sb.SimBaselineConfig.toy(dataset, head=e.head)
+        return sb.SimBaselineConfig.for_dataset(dataset, head=e.head)
 
     def augment(self, e: Experiment) -> TrainAugment:
         if self.toy:  # the toy world's class names are colours: no hue or saturation jitter
             return TrainAugment.scaled(sb.TOY_IMAGE_SIZE, photometric="brightness-contrast")
-        return TrainAugment() if e.split == "coco-stuff-171" else TrainAugment.scaled(512, max_size=2048)
+        return TrainAugment() if e.split == "coco-stuff-171" else TrainAugment(crop=512, max_size=2048)
 
     def settings(self, e: Experiment) -> sb.TrainSettings:
         if self.toy:
@@ -165,7 +186,7 @@ class Runner:
 
     def build(self, e: Experiment) -> sb.SimBaseline:
         split = self.split(e)
-        seen = split.class_names if e.vocabulary == "all" else split.names(split.seen)
+        seen = split.class_names if (e.vocabulary == "all" or e.self_training) else split.names(split.seen)
         model = sb.build(pretrained=self.profile.pretrained, config=self.config(e), seen_names=seen,
                          device=self.device, encoders=self.encoders, seed=e.seed)
         self.encoders[model.config.clip] = model.clip
@@ -186,9 +207,11 @@ class Runner:
         model = self.build(e)
         run_dir = self.run_dir(e, model)
         split = self.split(e)
-        ids = range(len(split.class_names)) if e.vocabulary == "all" else split.seen
+        everything = e.vocabulary == "all" or e.self_training
+        ids = range(len(split.class_names)) if everything else split.seen
+        train_set = self.pseudo_labelled(e) if e.self_training else self.train_set(e)
         t0 = time.perf_counter()
-        result = sb.train(model, self.train_set(e), ids, self.settings(e), self.augment(e), run_dir, seed=e.seed,
+        result = sb.train(model, train_set, ids, self.settings(e), self.augment(e), run_dir, seed=e.seed,
                           progress=self.progress)
         if result.steps_run:
             for stale in run_dir.glob("evaluation-*.json"):
@@ -200,6 +223,71 @@ class Runner:
         self.models[e] = model
         return model
 
+    def is_trained(self, e: Experiment) -> bool:
+        from ..train import is_finished
+
+        return is_finished(self.run_dir(e), self.settings(e).iterations)
+
+    def train_all(self, experiments) -> None:
+        """Train the experiments that are not trained yet, side by side in ``self.workers`` processes
+        when that is more than one (the toy profile): the teachers first, then the self-training
+        experiments that learn from their pseudo-labels. Results land on disk; ``model`` loads them."""
+        experiments = list(dict.fromkeys(experiments))
+        teachers = [x.teacher for x in experiments if x.self_training]
+        for phase in (list(dict.fromkeys([*teachers, *[x for x in experiments if not x.self_training]])),
+                      [x for x in experiments if x.self_training]):
+            todo = [x for x in phase if not self.is_trained(x)]
+            if not todo:
+                continue
+            if self.workers < 2 or len(todo) < 2:
+                for x in todo:
+                    self.model(x)
+                continue
+            if self._pool is None:
+                from functools import partial
+
+                from .pool import WorkerPool
+
+                factory = partial(Runner, self.profile, data_root=self.data_root, device=self.device, seeds=self.seeds,
+                                  prepare_data=self.prepare_data, convention=self.convention,
+                                  pseudo_threshold=self.pseudo_threshold, workers=1)
+                self._pool = WorkerPool(factory, self.workers)
+            self._pool.run("model", [(x,) for x in todo], description=f"{len(todo)} SimBaseline trainings")
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop when the notebook's kernel ends)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- self-training (Tables 2-3, "+ST") -------------------------------------------------------
+    def pseudo_labelled(self, e: Experiment) -> "PseudoLabelled":
+        """The training images of ``e`` with the pseudo-labels of its teacher (``e.teacher``): the
+        teacher segments each image with all class names, only unseen classes may be predicted, pixels
+        whose best unseen probability is at most ``pseudo_threshold`` are rejected, and every pixel
+        whose (training) ground truth is a seen class keeps it (official ``pseudo_sem_seg_evaluation``,
+        ``sb.pseudo_labels``). One round; the first ``simbaseline.pseudo_images`` training images (all
+        where the profile sets none). The labels are written once beside the teacher's checkpoint."""
+        teacher = self.model(e.teacher)
+        base = self.train_set(e)
+        count = min(len(base), int(self.profile.get("simbaseline.pseudo_images") or len(base)))
+        spec = {"images": count, "threshold": self.pseudo_threshold, "short_edge": self.test_size(e)}
+        folder = self.run_dir(e.teacher, teacher) / ("pseudo-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12])
+        done = folder / "done.json"
+        if not done.is_file():
+            from tqdm.auto import tqdm
+
+            folder.mkdir(parents=True, exist_ok=True)
+            names = list(base.class_names)
+            seen = self.split(e).seen_flags
+            for i in tqdm(range(count), desc="pseudo-labels", disable=not self.progress, leave=False):
+                sample = base[i]
+                scores = segment_at(teacher, sample["image"], names, self.test_size(e), sample["mask"].shape)
+                label = sb.pseudo_labels(scores, sample["mask"], seen, self.pseudo_threshold)
+                torch.save(label.to(torch.uint8).clone(), folder / f"{i}.pt")
+            results.write_json_atomic(done, spec)
+        return PseudoLabelled(base, folder, count)
+
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, e: Experiment, classifier: str = "ensemble") -> dict:
         """Generalized zero-shot scores (%) of ``e``'s model with ``classifier`` (Table 7's
@@ -207,6 +295,8 @@ class Runner:
         beside the checkpoint."""
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        if e.head == "fcn" and classifier != "generator":
+            raise ValueError(f"an FCN has no proposals to classify: evaluate it with classifier='generator', not {classifier!r}")
         model = self.model(e)
         spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention,
                 "short_edge": self.test_size(e)}
@@ -221,6 +311,40 @@ class Runner:
         scores = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
         per_class = matrix_per_class(matrix)
         out = {**scores, "per_class": per_class, "eval_s": time.perf_counter() - t0, "images": len(spec["images"])}
+        results.write_json_atomic(kept, out)
+        return out
+
+    # -- the released checkpoints -------------------------------------------------------------------
+    def released(self, name: str = "zsseg-coco156-zero-shot") -> sb.SimBaseline:
+        """zsseg's released model ``name`` (``simbaseline_weights.RELEASED``), downloaded into
+        ``build/released/`` and converted strictly onto SimBaseline (paper architecture, its own CLIP)."""
+        from ..methods import simbaseline_weights as sw
+
+        if name not in self.models:
+            info = sw.RELEASED[name]
+            config = sb.SimBaselineConfig.for_dataset("coco-stuff-171", templates=info["templates"] or "sculpture")
+            split = semseg.split("coco-stuff-171")
+            model = sb.build(pretrained=self.profile.pretrained, config=config, seen_names=split.names(split.seen),
+                             device=self.device)  # a CLIP of its own: the file's CLIP weights are loaded into it
+            sw.load_released(model, sw.download(name, results.build_dir() / "released"))
+            self.models[name] = model.eval()
+        return self.models[name]
+
+    def evaluate_released(self, name: str = "zsseg-coco156-zero-shot", classifier: str = "ensemble") -> dict:
+        """``evaluate`` for a released checkpoint on COCO-Stuff-171 val (weights source ``released``)."""
+        e = Experiment("coco-stuff-171")
+        spec = {"released": name, "classifier": classifier, "images": self.test_indices(e),
+                "convention": self.convention, "short_edge": self.test_size(e)}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        kept = results.build_dir() / "runs" / self.profile.name / "simbaseline" / name / f"evaluation-{digest}.json"
+        if kept.is_file():
+            return json.loads(kept.read_text())
+        t0 = time.perf_counter()
+        matrix = confusion_matrix(self.released(name), self.test_set(e), spec["images"], classifier,
+                                  progress=self.progress, short_edge=self.test_size(e))
+        split = self.split(e)
+        out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
+        out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
         results.write_json_atomic(kept, out)
         return out
 
@@ -253,8 +377,37 @@ def resize_shortest_edge(image: torch.Tensor, edge: int | None, max_size: int | 
 
 
 @torch.no_grad()
+def segment_at(model: sb.SimBaseline, image: torch.Tensor, names, short_edge: int | None, size) -> torch.Tensor:
+    """Eq. (2) scores ``[C, *size]`` of one image ``[3, H, W]``, segmented at the test resize."""
+    x = resize_shortest_edge(image[None].to(next(model.generator.parameters()).device), short_edge)
+    scores = model.segment(x, list(names))[0]
+    if tuple(scores.shape[-2:]) != tuple(size):
+        scores = torch.nn.functional.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return scores
+
+
+class PseudoLabelled(torch.utils.data.Dataset):
+    """The first ``count`` images of a training set with the pseudo-labels stored in ``folder``."""
+
+    def __init__(self, base, folder: Path, count: int):
+        self.base, self.folder, self.count = base, Path(folder), count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        sample = dict(self.base[index])
+        sample["mask"] = torch.load(self.folder / f"{index}.pt").long()
+        return sample
+
+    @property
+    def class_names(self):
+        return self.base.class_names
+
+
+@torch.no_grad()
 def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                     short_edge: int | None = None, max_size: int | None = None):
+                     short_edge: int | None = None):
     """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
     images ``indices``: each image resized to ``short_edge`` (the official test size: COCO 640, VOC 512;
     the proposals' crops are cut from the resized image), segmented with every class name (generalized
@@ -272,19 +425,17 @@ def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = 
             model.config = replace(original, classifier=classifier)
         for i in tqdm(indices, desc=f"SimBaseline ({classifier})", disable=not progress, leave=False):
             sample = dataset[i]
-            image = sample["image"][None].to(next(model.generator.parameters()).device)
-            image = resize_shortest_edge(image, short_edge, max_size)
             if classifier == "oracle":
-                _, masks, _ = model.proposals(image, names)
+                image = sample["image"][None].to(next(model.generator.parameters()).device)
+                _, masks, _ = model.proposals(resize_shortest_edge(image, short_edge), names)
                 gt = sample["mask"].to(masks.device)
                 gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
                 binary = sb.binarize(masks[0], model.config.mask_threshold)
                 scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
-            else:
-                scores = model.segment(image, names)[0]
-            if scores.shape[-2:] != sample["mask"].shape:
                 scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
                                                          align_corners=False)[0]
+            else:
+                scores = segment_at(model, sample["image"], names, short_edge, sample["mask"].shape)
             matrix.update(scores.argmax(0).cpu(), sample["mask"])
     finally:
         model.config = original
