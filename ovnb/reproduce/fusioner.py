@@ -166,19 +166,10 @@ class Runner:
         return cache
 
     def _load(self, make):
-        """``make()``; a missing real dataset is prepared first when ``prepare_data`` is set (the
-        notebooks' ``PREPARE_DATA``), saying what it downloads, how large and where."""
-        from ..data import prepare
+        """``make()``, preparing a missing real dataset first when ``prepare_data`` is set."""
+        from ..data.prepare import load_or_prepare
 
-        try:
-            return make()
-        except fewshot.DatasetMissingError as missing:
-            if not self.prepare_data or not missing.datasets:
-                raise
-            for name in missing.datasets:
-                print(prepare.plan(name, self.data_root), flush=True)
-                prepare.prepare(name, self.data_root)
-            return make()
+        return load_or_prepare(make, self.data_root, self.prepare_data)
 
     def train_set(self, e: Experiment):
         key = ("trn", e.dataset, e.fold)

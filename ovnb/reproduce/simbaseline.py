@@ -111,18 +111,10 @@ class Runner:
         return semseg.split(TOY_SPLITS[e.split] if self.toy else e.split)
 
     def _load(self, make):
-        from ..data import prepare
-        from ..data.files import DatasetMissingError
+        """``make()``, preparing a missing real dataset first when ``prepare_data`` is set."""
+        from ..data.prepare import load_or_prepare
 
-        try:
-            return make()
-        except DatasetMissingError as missing:
-            if not self.prepare_data or not missing.datasets:
-                raise
-            for name in missing.datasets:
-                print(prepare.plan(name, self.data_root), flush=True)
-                prepare.prepare(name, self.data_root)
-            return make()
+        return load_or_prepare(make, self.data_root, self.prepare_data)
 
     def train_set(self, e: Experiment):
         """The training images; the unseen-pixel rule applies unless the vocabulary is ``all``."""

@@ -67,6 +67,23 @@ def prepare(name: str, root: str | Path = "data", sources: dict | None = None) -
     return mod.prepare(Path(root), mod.SOURCES if sources is None else sources)
 
 
+def load_or_prepare(make, root: str | Path, prepare_missing: bool):
+    """``make()`` (a loader); when it finds a dataset missing and ``prepare_missing`` is set (the notebooks'
+    ``PREPARE_DATA``), prepare the missing datasets under ``root`` first - saying what each downloads,
+    about how much, and where - then load again."""
+    from ..files import DatasetMissingError
+
+    try:
+        return make()
+    except DatasetMissingError as missing:
+        if not prepare_missing or not missing.datasets:
+            raise
+        for name in missing.datasets:
+            print(plan(name, root), flush=True)
+            prepare(name, root)
+        return make()
+
+
 def command(names_: list[str], root: str | Path) -> str:
     """The shell command that prepares ``names_`` under ``root``, wherever ``ovnb`` is installed."""
     return f"ovnb data prepare {' '.join(names_)} --root {root}"
