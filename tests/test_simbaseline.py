@@ -409,8 +409,44 @@ def test_the_decoder_starts_from_maskformers_initialisation_not_transformers_def
     assert 0.9 < float(queries.detach().std()) < 1.1
     attn = transformer.decoder.layers[0].encoder_attn.q_proj.weight
     bound = math.sqrt(6 / (attn.shape[0] + attn.shape[1]))
-    assert float(attn.abs().max()) <= bound and float(attn.std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    assert float(attn.abs().max()) <= bound and float(attn.detach().std()) == pytest.approx(bound / math.sqrt(3), rel=0.1)
     assert float(transformer.decoder.layers[0].encoder_attn.q_proj.bias.abs().max()) == 0.0
     conv = model.generator.maskformer.pixel_level_module.decoder.mask_projection
     fan_in = conv.weight[0].numel()
     assert float(conv.weight.abs().max()) <= math.sqrt(3 / fan_in) and float(conv.bias.abs().max()) == 0.0
+
+
+def test_random_resized_crop_keeps_size_and_is_a_pure_function_of_the_generator():
+    image = torch.arange(3 * 20 * 30, dtype=torch.float32).view(3, 20, 30)
+    a = sb.random_resized_crop(image, 8, torch.Generator().manual_seed(1))
+    b = sb.random_resized_crop(image, 8, torch.Generator().manual_seed(1))
+    assert a.shape == (3, 8, 8) and torch.equal(a, b)
+    # a constant image stays constant whatever the window
+    flat = sb.random_resized_crop(torch.full((3, 5, 40), 7.0), 6, torch.Generator().manual_seed(0))
+    assert torch.allclose(flat, torch.full_like(flat, 7.0))
+
+
+def test_prompt_samples_take_at_most_per_class_images_that_show_the_class():
+    dataset = semseg.toy("toy-zero-shot", "train", images=30, training=True)
+    seen = semseg.split("toy-zero-shot").seen[:5]
+    samples = sb.prompt_samples(dataset, seen, per_class=2, seed=0)
+    assert samples and all(c in seen for _, c in samples)
+    assert all(sum(1 for _, k in samples if k == c) <= 2 for c in seen)
+    assert all(bool((dataset[i]["mask"] == c).any()) for i, c in samples)
+
+
+def test_prompt_training_moves_only_the_prompt_vectors_and_lowers_the_loss(tmp_path):
+    from ovnb import encoders
+
+    clip = encoders.build("toy-clip-vit", pretrained=True)
+    dataset = semseg.toy("toy-zero-shot", "train", images=40, training=True)
+    seen = semseg.split("toy-zero-shot").seen[:6]
+    prompts = sb.LearnedPrompts(clip)
+    before = {k: v.clone() for k, v in clip.model.state_dict().items()}
+    result = sb.train_prompts(prompts, dataset, seen, iterations=30, batch_size=8, run_dir=tmp_path, per_class=4,
+                              warmup=3, lr=0.02, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())  # CLIP stays frozen
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["module"]
+    assert list(saved) == ["prefix"]

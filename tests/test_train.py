@@ -133,3 +133,5 @@ def test_the_poly_schedule_is_detectron2s_warmup_poly_lr(tmp_path):
     assert [h["lr"] for h in result.history] == pytest.approx([(1 - t / 4) ** 0.9 for t in range(4)])
     with pytest.raises(ValueError, match="schedule must be one of"):
         train.TrainConfig(iterations=4, schedule="step")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        train.TrainConfig(iterations=4, optimizer="lamb")
