@@ -23,7 +23,8 @@ the notebooks call:
   mask probabilities at every pixel; ``normalise=True`` divides by ``sum_k M_k(q)`` as Eq. 2 writes,
   the official code does not - the argmax is the same either way.
 * **Learned prompts** (Sec. 4.2): ``LearnedPrompts`` (16 vectors before the class name, read at EOS)
-  trained by ``prompt_loss`` on crops of seen-class ground truth, then frozen in ``use_prompts``.
+  trained by ``train_prompts`` (``prompt_loss`` on random-resized crops of seen-class ground truth,
+  SGD 0.02), then frozen in ``use_prompts``.
 * **Pseudo-labels for self-training** (Tables 2-3, "+ST"; official ``pseudo_sem_seg_evaluation``):
   ``pseudo_labels`` predicts unseen classes only, rejects pixels whose score is below a threshold,
   and keeps the ground truth where it is a seen class.
