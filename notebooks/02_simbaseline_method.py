@@ -50,11 +50,12 @@ SPLIT = "coco-stuff-171"  # coco-stuff-171 (156 seen / 15 unseen) or voc-20 (15 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 import torch
+from IPython.display import display
 
 from ovnb import env
 from ovnb.claims import check_order
-from ovnb.data import semseg
 from ovnb.methods import simbaseline as sb
 from ovnb.reproduce.simbaseline import Experiment, start_notebook
 from ovnb.results import paper_vs_ours
@@ -232,8 +233,6 @@ for title, (metric, better, worse) in claims.items():
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
 long = table.melt(id_vars=["classifier", "seed"], value_vars=["mIoU-seen", "mIoU-unseen", "hIoU"])
-import seaborn as sns
-
 sns.barplot(long, x="variable", y="value", hue="classifier", errorbar="sd", ax=ax)
 ax.set(xlabel="", ylabel="%", title=f"{split.name}, {WEIGHTS} weights, mean ± sd over {len(runner.seeds)} seed(s)")
 ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)

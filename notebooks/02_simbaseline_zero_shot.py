@@ -59,6 +59,7 @@ EVALUATE_RELEASED: bool | None = None  # zsseg's released COCO model too; None: 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 from ovnb import env
 from ovnb.claims import check_order
