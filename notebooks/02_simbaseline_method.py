@@ -249,6 +249,12 @@ plt.show()
 #   width 128, 3e-4 for a few hundred steps; hue and saturation jitter off (toy class names are
 #   colours). Everything else - loss, matching, optimizer groups, clipping, poly schedule - is the
 #   official recipe.
+# * **Prompts**: the models here classify with the single predefined prompt ("a sculpture of a {}.");
+#   the official zero-shot COCO model first learns 16 prompt vectors on seen-class crops
+#   (`sb.train_prompts`, which these notebooks do not use yet).
+# * **Initialisation**: transformers initialises MaskFormer's decoder and queries from N(0, 0.02); the
+#   official initialisation is restored (`sb.prepare_pixel_level`, `ProposalGenerator._init_transformer`):
+#   without it the queries collapse and the toy generator does not learn.
 # * **Mask loss**: transformers' `MaskFormerLoss` upsamples the predicted masks to the target size,
 #   as MaskFormer does.
 # * **Test-time augmentation and the sliding window** are not implemented (both are off in the
