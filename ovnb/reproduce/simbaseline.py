@@ -179,17 +179,29 @@ class Runner:
     def build(self, e: Experiment) -> sb.SimBaseline:
         split = self.split(e)
         seen = split.class_names if (e.vocabulary == "all" or e.self_training) else split.names(split.seen)
-        model = sb.build(pretrained=self.profile.pretrained, config=self.config(e), seen_names=seen,
-                         device=self.device, encoders=self.encoders, seed=e.seed)
-        self.encoders[model.config.clip] = model.clip
-        return model
+        config = self.config(e)
+        pool = {name: self.encoder(name) for name in (config.clip, config.backbone_init) if name}
+        return sb.build(pretrained=self.profile.pretrained, config=config, seen_names=seen, device=self.device,
+                        encoders=pool, seed=e.seed)
 
-    def run_dir(self, e: Experiment, model=None) -> Path:
+    def encoder(self, name: str):
+        """A frozen registry encoder, built once per runner (shared by every model it builds)."""
+        if name not in self.encoders:
+            from .. import encoders as registry
+
+            self.encoders[name] = registry.build(name, pretrained=self.profile.pretrained, device=self.device)
+        return self.encoders[name]
+
+    def run_dir(self, e: Experiment) -> Path:
+        """``build/runs/<profile>/simbaseline/<key>``: the key covers the experiment, the schedule, the
+        configuration and fingerprints of the frozen CLIP and of the CLIP that initialises the backbone
+        (regenerated toy weights never reuse old runs); no model is built to compute it."""
         from ..cache import weights_fingerprint
 
-        model = model or self.build(e)
-        extra = {"profile": self.profile.name, "settings": asdict(self.settings(e)), "config": model.config.to_dict(),
-                 "clip_weights": weights_fingerprint(model.clip)}
+        config = self.config(e)
+        frozen = [config.clip] + ([config.backbone_init] if config.backbone_init else [])
+        extra = {"profile": self.profile.name, "settings": asdict(self.settings(e)), "config": config.to_dict(),
+                 "weights": {name: weights_fingerprint(self.encoder(name)) for name in frozen}}
         return results.build_dir() / "runs" / self.profile.name / "simbaseline" / e.key(extra)
 
     def model(self, e: Experiment) -> sb.SimBaseline:
@@ -197,7 +209,7 @@ class Runner:
         if e in self.models:
             return self.models[e]
         model = self.build(e)
-        run_dir = self.run_dir(e, model)
+        run_dir = self.run_dir(e)
         split = self.split(e)
         everything = e.vocabulary == "all" or e.self_training
         ids = range(len(split.class_names)) if everything else split.seen
@@ -264,7 +276,7 @@ class Runner:
         base = self.train_set(e)
         count = min(len(base), int(self.profile.get("simbaseline.pseudo_images") or len(base)))
         spec = {"images": count, "threshold": self.pseudo_threshold, "short_edge": self.test_size(e)}
-        folder = self.run_dir(e.teacher, teacher) / ("pseudo-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12])
+        folder = self.run_dir(e.teacher) / ("pseudo-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12])
         done = folder / "done.json"
         if not done.is_file():
             from tqdm.auto import tqdm
@@ -289,20 +301,24 @@ class Runner:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if e.head == "fcn" and classifier != "generator":
             raise ValueError(f"an FCN has no proposals to classify: evaluate it with classifier='generator', not {classifier!r}")
-        model = self.model(e)
+        return self._kept_scores(self.run_dir(e), lambda: self.model(e), e, classifier)
+
+    def _kept_scores(self, folder: Path, model, e: Experiment, classifier: str, **spec) -> dict:
+        """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images,
+        kept in ``folder`` under a name covering the classifier, the images, the convention and the
+        test size (and ``spec``)."""
         spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention,
-                "short_edge": self.test_size(e)}
+                "short_edge": self.test_size(e), **spec}
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        kept = self.run_dir(e, model) / f"evaluation-{digest}.json"
+        kept = folder / f"evaluation-{digest}.json"
         if kept.is_file():
             return json.loads(kept.read_text())
         t0 = time.perf_counter()
-        matrix = confusion_matrix(model, self.test_set(e), spec["images"], classifier, progress=self.progress,
-                                  short_edge=self.test_size(e))
+        matrix = confusion_matrix(model(), self.test_set(e), spec["images"], classifier, progress=self.progress,
+                                  short_edge=spec["short_edge"])
         split = self.split(e)
-        scores = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
-        per_class = matrix_per_class(matrix)
-        out = {**scores, "per_class": per_class, "eval_s": time.perf_counter() - t0, "images": len(spec["images"])}
+        out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
+        out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
         results.write_json_atomic(kept, out)
         return out
 
@@ -324,21 +340,9 @@ class Runner:
 
     def evaluate_released(self, name: str = "zsseg-coco156-zero-shot", classifier: str = "ensemble") -> dict:
         """``evaluate`` for a released checkpoint on COCO-Stuff-171 val (weights source ``released``)."""
-        e = Experiment("coco-stuff-171")
-        spec = {"released": name, "classifier": classifier, "images": self.test_indices(e),
-                "convention": self.convention, "short_edge": self.test_size(e)}
-        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        kept = results.build_dir() / "runs" / self.profile.name / "simbaseline" / name / f"evaluation-{digest}.json"
-        if kept.is_file():
-            return json.loads(kept.read_text())
-        t0 = time.perf_counter()
-        matrix = confusion_matrix(self.released(name), self.test_set(e), spec["images"], classifier,
-                                  progress=self.progress, short_edge=self.test_size(e))
-        split = self.split(e)
-        out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
-        out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
-        results.write_json_atomic(kept, out)
-        return out
+        folder = results.build_dir() / "runs" / self.profile.name / "simbaseline" / name
+        return self._kept_scores(folder, lambda: self.released(name), Experiment("coco-stuff-171"), classifier,
+                                 released=name)
 
     def weights_source(self) -> str:
         return {"toy": "toy", "random": "random"}.get(self.profile.weights, "retrained")
