@@ -203,7 +203,7 @@ def test_prepare_runs_from_outside_the_checkout_with_a_mirror_source(server, tmp
 def test_the_thin_scripts_call_the_package():
     import subprocess
 
-    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k"):
+    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k"):
         proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "--root" in proc.stdout
@@ -218,7 +218,7 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ovnb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k"):
+    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k"):
         assert f"ovnb/data/prepare/{module}.py" in names
 
 
@@ -272,3 +272,22 @@ def test_prepare_coco_stuff_from_archives_of_the_fixture_layout(server, tmp_path
         ours, made = semseg.coco_stuff(data, image_set), semseg.coco_stuff(src, image_set)
         assert ours.keys == made.keys and len(ours) > 50
         assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(0, len(ours), 7))
+
+
+def test_prepare_ade20k_from_an_archive_of_the_fixture_layout(server, tmp_path):
+    """ADEChallengeData2016.zip, packed from the fixture as MIT ships it (one top folder), comes out
+    where ``ovnb.data.semseg.ade20k`` reads it, unchanged."""
+    from ovnb.data import fixtures, semseg
+
+    www, url = server
+    src = tmp_path / "src"
+    fixtures.ade20k(src)
+    with zipfile.ZipFile(www / "ade.zip", "w") as z:
+        for p in sorted((src / "ADEChallengeData2016").rglob("*")):
+            if p.is_file():
+                z.write(p, str(p.relative_to(src)))
+    data = tmp_path / "data"
+    load("ade20k-150").prepare(data, {"ade": (f"{url}/ade.zip", "ade.zip", None)})
+    ours, made = semseg.ade20k(data), semseg.ade20k(src)
+    assert ours.keys == made.keys and len(ours) == 50
+    assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(0, len(ours), 7))

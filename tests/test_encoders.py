@@ -15,6 +15,7 @@ DOCUMENTED = {
     "clip-vit-b-16": (224, [768], (14, 14), 512),
     "clip-vit-l-14": (224, [1024], (16, 16), 768),
     "clip-convnext-large-d-320": (320, [192, 384, 768, 1536], (10, 10), 768),
+    "clip-vit-b-32": (224, [768], (7, 7), 512),
     "dino-vit-b-16": (224, [768], (14, 14), None),
     "mocov3-vit-b-16": (224, [768], (14, 14), None),
     "blip-itm-large-flickr": (384, [1024], (24, 24), 256),
@@ -31,7 +32,7 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_registry_names_every_public_checkpoint():
-    assert len(encoders.names()) == 13
+    assert len(encoders.names()) == 16
     for name in encoders.names():
         info = encoders.info(name)
         assert info.checkpoint and info.modalities and info.description
@@ -55,6 +56,26 @@ def test_image_towers_build_offline_with_documented_dimensions(name):
             assert enc.dense(x, projected=True).last.shape[1] == projected
             assert enc.embed_image(x).shape == (1, projected)
     del enc
+
+
+# OpenAI's CLIP ResNets (open_clip ModifiedResNet): widths of layer1..4 and the joint width
+RESNETS = {"clip-rn50": 1024, "clip-rn101": 512}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RESNETS))
+def test_clip_resnets_have_four_levels_and_no_projected_dense_map(name):
+    enc = encoders.build(name, pretrained=False)
+    assert enc.image_size == 224 and enc.width == 2048
+    x = torch.randint(0, 256, (1, 3, 40, 56), dtype=torch.uint8)
+    with torch.no_grad():
+        dense = enc.dense(x, projected=False)
+        assert [m.shape[1] for m in dense.maps] == [256, 512, 1024, 2048]
+        assert dense.grid == (7, 7)
+        assert enc.embed_image(x).shape == (1, RESNETS[name])
+        assert enc.embed_text(["dog"], "photo").shape == (1, RESNETS[name])
+    with pytest.raises(NotImplementedError, match="pools globally"):
+        enc.dense(x, projected=True)
 
 
 @pytest.mark.slow

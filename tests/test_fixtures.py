@@ -99,3 +99,42 @@ def test_coco_stuff_and_voc_semantic_splits_read_through_their_loaders(root):
     assert 255 in values and values <= set(range(20)) | {255}, "background and void are ignored"
     with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare coco-stuff-164k"):
         semseg.coco_stuff(root / "nowhere")
+
+
+def test_ade20k_150_reads_class_ids_one_to_150_and_ignores_other(root):
+    import torch
+
+    from ovnb.data import semseg
+
+    val = semseg.ade20k(root, "validation")
+    assert len(val) == 50 and len(semseg.ade20k(root, "training")) == 2
+    split = semseg.split("ade20k-150")
+    assert len(split.class_names) == 150 and split.unseen == () and split.class_names[8] == "window"
+    sample, stored = val[0], None
+    from ovnb.data.files import read_mask
+
+    stored = read_mask(root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png")
+    expected = torch.where(stored == 0, torch.tensor(255), stored - 1)  # by hand: 0 -> ignored, k -> k - 1
+    assert torch.equal(sample["mask"], expected) and set(stored.unique().tolist()) == {0, 1, 2, 3}
+    every = set()
+    for i in range(len(val)):
+        every |= set(torch.unique(val[i]["mask"]).tolist())
+    assert every == set(range(150)) | {255}
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare ade20k-150"):
+        semseg.ade20k(root / "nowhere")
+    with pytest.raises(ValueError, match="image_set must be 'training' or 'validation'"):
+        semseg.ade20k(root, "val")
+
+
+def test_fixture_families_added_later_are_made_in_an_existing_fixture_root(tmp_path, monkeypatch):
+    from ovnb import profiles
+
+    monkeypatch.setenv("OVNB_BUILD_DIR", str(tmp_path / "build"))
+    dry = profiles.load("dryrun")
+    made = fixtures.data_root(dry)
+    (made / ".complete").write_text("ovnb.data.fixtures\nvoc2012\n")  # an older ovnb made only VOC
+    import shutil
+
+    shutil.rmtree(made / "ADEChallengeData2016")
+    fixtures.data_root(dry)
+    assert (made / "ADEChallengeData2016" / "images" / "validation").is_dir()

@@ -435,6 +435,27 @@ def test_prompt_samples_take_at_most_per_class_images_that_show_the_class():
     assert all(bool((dataset[i]["mask"] == c).any()) for i, c in samples)
 
 
+def test_prompt_samples_stop_reading_once_every_class_has_its_images():
+    class Counting:
+        def __init__(self):
+            self.reads = 0
+
+        def __len__(self):
+            return 1000
+
+        def __getitem__(self, i):
+            self.reads += 1
+            mask = torch.zeros(4, 4, dtype=torch.long)
+            mask[0, 0] = 1 + i % 2  # every image shows class 0 and one of classes 1 and 2
+            return {"mask": mask}
+
+    data = Counting()
+    samples = sb.prompt_samples(data, [0, 1, 2], per_class=3, seed=0)
+    assert sorted(c for _, c in samples) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert data.reads < 20, "a random order finds three images of each class long before image 1000"
+    assert len({i for i, c in samples if c == 0}) == 3
+
+
 def test_prompt_training_moves_only_the_prompt_vectors_and_lowers_the_loss(tmp_path):
     from ovnb import encoders
 
@@ -450,3 +471,43 @@ def test_prompt_training_moves_only_the_prompt_vectors_and_lowers_the_loss(tmp_p
     assert all(torch.equal(before[k], v) for k, v in clip.model.state_dict().items())  # CLIP stays frozen
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["module"]
     assert list(saved) == ["prefix"]
+
+
+def test_table5_masks_from_elsewhere_are_classified_by_clip_alone_and_assembled_by_eq2():
+    model = _toy_model()
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    masks = torch.zeros(3, 64, 64, dtype=torch.bool)
+    masks[0, :32] = True
+    masks[1, 32:, :20] = True  # masks may leave pixels uncovered; proposal 2 is empty
+    names = ["red circle", "sky", "blue star"]
+    text = model.text_embeddings(names)
+    q = sb.clip_probabilities(model.clip, image, masks, text)
+    scores = model.classify_masks(image, masks, names)
+    # by hand: a pixel's score is the sum of q over the proposals that cover it (empty ones cover none)
+    torch.testing.assert_close(scores[:, 5, 5], q[0])
+    torch.testing.assert_close(scores[:, 40, 10], q[1])
+    torch.testing.assert_close(scores[:, 40, 40], torch.zeros(3))
+    with pytest.raises(ValueError, match="do not match the image"):
+        model.classify_masks(image, masks[:, :32], names)
+
+
+def test_table8_a_region_clip_replaces_the_crop_classifier_with_its_own_text_embeddings():
+    from ovnb import encoders
+
+    model = _toy_model(classifier="clip")
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    masks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    masks[0, :32], masks[1, 32:] = True, True
+    names = ["red circle", "sky", "blue star"]
+    before = model.classify_masks(image, masks, names)
+    other = encoders.build("toy-clip-convnext", pretrained=True)
+    model.region_clip = other
+    q = sb.clip_probabilities(other, image, masks, other.embed_text(names, "sculpture").float())
+    after = model.classify_masks(image, masks, names)
+    torch.testing.assert_close(after, sb.assemble(q, masks))
+    assert not torch.allclose(before, after)
+    # segment() uses the same region classifier (its masks are the generator's)
+    images = image[None]
+    _, logits, _ = model.proposals(images, names)
+    q = sb.clip_probabilities(other, image, sb.binarize(logits[0]), other.embed_text(names, "sculpture").float())
+    torch.testing.assert_close(model.segment(images, names)[0], sb.semantic_map(q, logits[0]))

@@ -62,3 +62,67 @@ def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
     model = runner.model(student)
     assert set(model.seen_names) == set(split.class_names)  # the student learns every class name
 
+
+
+def test_voc_runs_the_official_fraction_of_a_shortened_coco_schedule():
+    coco, voc = rs.Experiment("coco-stuff-171"), rs.Experiment("voc-20")
+    toy = rs.Runner(profiles.load("toy"), workers=1)
+    assert (toy.settings(coco).iterations, toy.settings(voc).iterations) == (300, 100)  # 300 * 20k / 60k
+    assert rs.Runner(smoke(), workers=1).settings(voc).iterations == 1  # never below one step
+    paper = rs.Runner(profiles.load("paper"), workers=1)
+    assert (paper.settings(coco).iterations, paper.settings(coco).batch_size) == (60_000, 32)
+    assert (paper.settings(voc).iterations, paper.settings(voc).batch_size) == (20_000, 16)
+
+
+def test_table4_swaps_the_vision_language_model_and_gets_its_own_run(build_dir):
+    runner = rs.Runner(smoke(), workers=1)
+    default, conv = rs.Experiment("voc-20"), rs.Experiment("voc-20", clip="toy-clip-convnext")
+    assert runner.config(default).clip == "toy-clip-vit" and runner.config(conv).clip == "toy-clip-convnext"
+    assert runner.run_dir(default) != runner.run_dir(conv)
+    assert runner.build(conv).clip is runner.encoder("toy-clip-convnext")
+
+
+def test_cross_dataset_targets_and_classical_proposals_are_checked(build_dir):
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment()
+    shifted = runner.target_set(e, "toy-shifted")
+    assert shifted.name.endswith("-shifted") and shifted.class_names == runner.test_set(e).class_names
+    with pytest.raises(ValueError, match="cross-dataset target 'ade20k-150' is not one of"):
+        runner.target_set(e, "ade20k-150")  # a real dataset in a toy profile
+    real = rs.Runner(profiles.load("paper"), workers=1)
+    with pytest.raises(NotImplementedError, match="ade20k-150 loader"):
+        real.target_set(e, "ade20k-150")
+    with pytest.raises(ValueError, match="proposals must be one of"):
+        runner.evaluate(e, "ensemble", proposals="ucm")
+    with pytest.raises(ValueError, match="proposals must be one of"):
+        runner.evaluate(e, "clip", proposals="gpb-ucm")
+
+
+def test_classical_proposals_and_a_second_clip_are_evaluated_and_kept_apart(build_dir):
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment()
+    plain = runner.evaluate(e, "clip")
+    ucm = runner.evaluate(e, "clip", proposals="ucm")
+    conv = runner.evaluate(e, "clip", region_clip="toy-clip-convnext")
+    shifted = runner.evaluate(e, "ensemble", target="toy-shifted")
+    assert len({str(x["per_class"]) for x in (plain, ucm, conv)}) == 3, "each setting is its own evaluation"
+    assert len(list(runner.run_dir(e).glob("evaluation-*.json"))) == 4
+    assert runner.model(e).region_clip is None, "the region classifier is restored after Table 8"
+    assert 0 <= shifted["mIoU"] <= 100
+
+
+def test_learned_prompts_are_trained_once_kept_and_used_only_by_clip(build_dir):
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment()
+    assert runner.prompt_settings(e) == {"iterations": 2, "batch_size": 32, "per_class": 32}  # smoke shortens COCO's
+    assert rs.Runner(profiles.load("paper"), workers=1).prompt_settings(rs.Experiment("voc-20")) == \
+        {"iterations": 3_200, "batch_size": 16, "per_class": 128}  # the official VOC schedule
+    runner.train_all([e], prompts=True)
+    assert runner.is_done("prompts", e) and runner.is_trained(e)
+    first = runner.prompts(e).prefix.detach().clone()
+    assert torch.equal(rs.Runner(smoke(), workers=1).prompts(e).prefix, first), "a finished run is loaded, not retrained"
+    manual, learned = runner.evaluate(e, "clip"), runner.evaluate(e, "clip", prompts=True)
+    assert manual["per_class"] != learned["per_class"], "the learned vectors change what CLIP names"
+    assert getattr(runner.model(e), "prompts", None) is None, "the templates come back"
+    with pytest.raises(ValueError, match="learned prompts are evaluated with classifier='clip'"):
+        runner.evaluate(e, "ensemble", prompts=True)

@@ -12,6 +12,7 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
   1..80 in HSNet's order) and HSNet's ``splits/coco/{trn,val}/fold{0..3}.pkl`` (0-based class keys).
 * ``fss(root)``: ``FSS-1000/<class>/{1..10}.{jpg,png}`` and ``splits/fss/{trn,val,test}.txt``.
 * ``coco_stuff(root)``: ``coco/{train2017,val2017}/*.jpg`` and ``coco/stuffthingmaps/<set>/*.png``.
+* ``ade20k(root)``: ``ADEChallengeData2016/{images,annotations}/{training,validation}/*``.
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -140,7 +141,26 @@ def coco_stuff(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     return scenes
 
 
-FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff}
+def ade20k(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """ADE20K-150 as the archive ships it (mask value = class id 1..150, 0 = other); returns
+    ``<image set>/<name>`` -> class ids. The validation images hold every class, three per image."""
+    root = Path(root)
+    base = root / "ADEChallengeData2016"
+    rng = np.random.default_rng(seed)
+    scenes: dict[str, list[int]] = {}
+    for image_set, tag in (("training", "train"), ("validation", "val")):
+        groups = [list(range(c, min(c + 3, 151))) for c in range(1, 151, 3)] if image_set == "validation" else [[1, 2], [3]]
+        for i, classes in enumerate(groups):
+            name = f"ADE_{tag}_{i + 1:08d}"
+            image, mask = _scene(rng, classes, SIZES[i % len(SIZES)])
+            mask[mask == 255] = 0  # ADE20K has no void border: "other" is 0
+            _save(base / "images" / image_set / f"{name}.jpg", image)
+            _save(base / "annotations" / image_set / f"{name}.png", mask)
+            scenes[f"{image_set}/{name}"] = classes
+    return scenes
+
+
+FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:
@@ -160,8 +180,10 @@ def data_root(profile, requested: str | Path = "data") -> Path:
     if not getattr(profile, "fixtures", False):
         return Path(requested)
     root = results.build_dir() / "fixtures"
-    done = root / ".complete"
-    if not done.is_file():
-        make(root)
-        done.write_text("ovnb.data.fixtures\n")
+    done = root / ".complete"  # the families made so far, one per line (a newer ovnb may add families)
+    made = set(done.read_text().split()[1:]) if done.is_file() else set()
+    missing = [name for name in FAMILIES if name not in made]
+    if missing:
+        make(root, missing)
+        done.write_text("\n".join(["ovnb.data.fixtures", *FAMILIES]) + "\n")
     return root

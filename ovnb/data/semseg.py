@@ -10,6 +10,8 @@ and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protoco
   split 156/15 (``semseg_classes.yaml``).
 * ``voc-20``: PASCAL VOC 2012 with background ignored (zsseg's protocol): values 1..20 -> 0..19,
   background 0 and the void border 255 -> 255. Split 15/5.
+* ``ade20k-150``: ADE20K's SceneParsing benchmark (ADEChallengeData2016), values 1..150 -> 0..149,
+  0 ("other") -> 255; a cross-dataset target only (no seen/unseen split: every class is named).
 * ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
   with 7 unseen (things and stuff, like COCO-Stuff), or the 48 things with 12 unseen and stuff as
   ignored background (like VOC).
@@ -74,6 +76,8 @@ def split(name: str) -> Split:
     if name == "voc-20":
         raw = _classes()
         return _from_names(name, raw["voc_20"], raw["voc_20_unseen"])
+    if name == "ade20k-150":  # names as detectron2 writes them, stripped ("window " -> "window")
+        return _from_names(name, [n.strip() for n in _classes()["ade20k_150"]], [])
     if name in ("toy-zero-shot", "toy-voc"):
         from .toy_world import splits, vocabulary
 
@@ -83,7 +87,7 @@ def split(name: str) -> Split:
     raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
 
 
-SPLITS = ("coco-stuff-171", "voc-20", "toy-zero-shot", "toy-voc")
+SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "toy-zero-shot", "toy-voc")
 
 
 def label_map(name: str) -> torch.Tensor:
@@ -95,6 +99,8 @@ def label_map(name: str) -> torch.Tensor:
             table[stored] = contiguous
     elif name == "voc-20":
         table[1:21] = torch.arange(20)  # background 0 -> ignored
+    elif name == "ade20k-150":
+        table[1:151] = torch.arange(150)  # 0 ("other") -> ignored
     elif name in ("toy-zero-shot", "toy-voc"):  # toy-voc holds the things only: stuff (background) -> ignored
         count = len(split(name).class_names)
         table[:count] = torch.arange(count)
@@ -120,7 +126,7 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 # Images with masks: the prepared datasets and the toy world
 
 # what ``ovnb data prepare`` must lay out for each split's images
-NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",)}
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",)}
 
 
 class SemSegImages(torch.utils.data.Dataset):
@@ -216,6 +222,27 @@ def voc(root: str | Path, image_set: str = "val", training: bool = False) -> Sem
 
     ds = SemSegImages(keys, load, split("voc-20"), label_map("voc-20"), f"voc-{image_set}")
     return _finish(ds, training, base / f"ovnb-seen-{image_set}.json")
+
+
+def ade20k(root: str | Path, image_set: str = "validation") -> SemSegImages:
+    """ADE20K-150 from ``root/ADEChallengeData2016`` (``ovnb data prepare ade20k-150``): ``"validation"``
+    the 2,000 val images, ``"training"`` the 20,210 training images."""
+    from .files import read_image, read_mask, require
+
+    if image_set not in ("training", "validation"):
+        raise ValueError(f"image_set must be 'training' or 'validation', got {image_set!r}")
+    base = require(Path(root) / "ADEChallengeData2016", NEEDS["ade20k-150"], Path(root), "ADEChallengeData2016",
+                   "ade20k-150: ", "ovnb.data.prepare.ade20k")
+    images = require(base / "images" / image_set, NEEDS["ade20k-150"], Path(root), f"images/{image_set}",
+                     "ade20k-150: ", "ovnb.data.prepare.ade20k")
+    masks = require(base / "annotations" / image_set, NEEDS["ade20k-150"], Path(root), f"annotations/{image_set}",
+                    "ade20k-150: ", "ovnb.data.prepare.ade20k")
+    keys = sorted(p.stem for p in masks.glob("*.png"))
+
+    def load(key):
+        return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
+
+    return SemSegImages(keys, load, split("ade20k-150"), label_map("ade20k-150"), f"ade20k-{image_set}")
 
 
 def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: int = 1000, seed: int = 0,

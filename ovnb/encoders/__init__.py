@@ -11,6 +11,7 @@ models.
 | clip-vit-b-16 | open_clip | ViT-B-16 / openai |
 | clip-vit-l-14 | open_clip | ViT-L-14 / openai |
 | clip-convnext-large-d-320 | open_clip | convnext_large_d_320 / laion2b_s29b_b131k_ft_soup |
+| clip-rn50, clip-rn101, clip-vit-b-32 | open_clip | RN50 / RN101 / ViT-B-32, openai |
 | dino-vit-b-16 | timm | vit_base_patch16_224.dino |
 | mocov3-vit-b-16 | timm | MoCo v3 vit-b-300ep (dl.fbaipublicfiles.com) |
 | bert-base-uncased, bert-large-uncased | transformers | google-bert/bert-{base,large}-uncased |
@@ -33,6 +34,12 @@ _INFO = [
                 "open_clip convnext_large_d_320 / laion2b_s29b_b131k_ft_soup "
                 "(hf-hub:laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup)", 320,
                 "ConvNeXt-Large CLIP (FC-CLIP's frozen backbone)"),
+    EncoderInfo("clip-rn50", "open_clip", ("image", "text"), "open_clip RN50 / openai", 224,
+                "CLIP ResNet-50 (SimBaseline Table 8)"),
+    EncoderInfo("clip-rn101", "open_clip", ("image", "text"), "open_clip RN101 / openai", 224,
+                "CLIP ResNet-101 (SimBaseline Tables 4 and 8)"),
+    EncoderInfo("clip-vit-b-32", "open_clip", ("image", "text"), "open_clip ViT-B-32 / openai", 224,
+                "CLIP ViT-B/32 (SimBaseline Table 8)"),
     EncoderInfo("dino-vit-b-16", "timm", ("image",), "timm vit_base_patch16_224.dino", 224,
                 "DINO ViT-B/16, vision only (Fusioner model C)"),
     EncoderInfo("mocov3-vit-b-16", "timm", ("image",),
@@ -155,6 +162,9 @@ _BUILDERS = {
     "clip-vit-b-16": _open_clip("ViT-B-16", "openai"),
     "clip-vit-l-14": _open_clip("ViT-L-14", "openai"),
     "clip-convnext-large-d-320": _open_clip("convnext_large_d_320", "laion2b_s29b_b131k_ft_soup"),
+    "clip-rn50": _open_clip("RN50", "openai"),
+    "clip-rn101": _open_clip("RN101", "openai"),
+    "clip-vit-b-32": _open_clip("ViT-B-32", "openai"),
     "dino-vit-b-16": _timm("vit_base_patch16_224.dino"),
     "mocov3-vit-b-16": _timm("vit_base_patch16_224", "_load_mocov3"),
     "bert-base-uncased": _text("google-bert/bert-base-uncased", "bert-base-uncased"),

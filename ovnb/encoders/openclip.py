@@ -8,6 +8,9 @@ Dense features follow the papers' official code:
   channels for ConvNeXt-L); ``projected=True`` adds a fifth map, ``trunk.norm_pre`` ->
   ``trunk.head.norm`` -> ``head`` MLP applied at every location, i.e. per-pixel CLIP embeddings
   that FC-CLIP mask-pools for its out-of-vocabulary classifier.
+* ResNet (OpenAI's ``ModifiedResNet``, SimBaseline's Tables 4 and 8 use it as region classifier
+  only): the outputs of ``layer1..4`` (strides 4/8/16/32); its attention pooling is global, so
+  there is no projected dense map.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class OpenCLIPEncoder(FrozenEncoder):
         self.tokenizer = tokenizer or open_clip.get_tokenizer(arch)
         visual = self.model.visual
         self.is_vit = hasattr(visual, "transformer") and hasattr(visual, "conv1")
+        self.is_resnet = hasattr(visual, "attnpool")
         if self.is_vit:
             visual.output_tokens = True
         size = visual.image_size
@@ -55,6 +59,8 @@ class OpenCLIPEncoder(FrozenEncoder):
         """Channels of the last dense level before projection (ViT width / last ConvNeXt stage)."""
         if self.is_vit:
             return self.model.visual.transformer.width
+        if self.is_resnet:
+            return self.model.visual.layer4[-1].conv3.out_channels
         return self.model.visual.trunk.num_features
 
     def dense(self, images: torch.Tensor, projected: bool = True, preprocessed: bool = False,
@@ -68,6 +74,16 @@ class OpenCLIPEncoder(FrozenEncoder):
             h = x.shape[-2] // visual.patch_size[0]
             w = x.shape[-1] // visual.patch_size[1]
             return DenseFeatures([tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)], [visual.patch_size[0]])
+        if self.is_resnet:
+            if projected:
+                raise NotImplementedError(f"{self.info.name}: a CLIP ResNet pools globally (attention pooling); "
+                                          "it has no projected dense features - use projected=False or embed_image")
+            y = visual.stem(x.to(visual.conv1.weight.dtype))
+            maps = []
+            for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+                y = layer(y)
+                maps.append(y)
+            return DenseFeatures(maps, [4, 8, 16, 32])
         trunk = visual.trunk
         y = trunk.stem(x)
         maps = []

@@ -173,7 +173,13 @@ def ensemble(p: torch.Tensor, q: torch.Tensor, seen: torch.Tensor, lam: float) -
 def semantic_map(class_probs: torch.Tensor, mask_logits: torch.Tensor, normalise: bool = False) -> torch.Tensor:
     """Eq. (2): ``[C, H, W]`` scores ``sum_k M_k(q) C_k(i)`` from ``[Q, C]`` class probabilities and
     ``[Q, H, W]`` mask logits; ``normalise`` divides by ``sum_k M_k(q)`` (the paper's form)."""
-    masks = mask_logits.sigmoid()
+    return assemble(class_probs, mask_logits.sigmoid(), normalise)
+
+
+def assemble(class_probs: torch.Tensor, masks: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """Eq. (2) on mask *probabilities* ``[Q, H, W]`` (sigmoid of the generator's logits, or the 0/1
+    masks of Table 5's classical proposals)."""
+    masks = masks.to(class_probs.dtype)
     scores = torch.einsum("qc,qhw->chw", class_probs, masks)
     if normalise:
         scores = scores / masks.sum(dim=0, keepdim=True).clamp(min=1e-12)
@@ -302,19 +308,22 @@ def random_resized_crop(image: torch.Tensor, size: int, generator: torch.Generat
 
 def prompt_samples(dataset, class_ids, per_class: int = 32, seed: int = 0) -> list[tuple[int, int]]:
     """The prompt-training samples (official ``SAMPLE_PER_CLASS``: 32 COCO, 128 VOC): for every class of
-    ``class_ids``, up to ``per_class`` (image index, class id) pairs drawn (``seed``) among the training
-    images where the class has pixels."""
-    where: dict[int, list[int]] = {int(c): [] for c in class_ids}
-    for i in range(len(dataset)):
-        for c in torch.unique(dataset[i]["mask"]).tolist():
-            if c in where:
-                where[c].append(i)
+    ``class_ids``, up to ``per_class`` (image index, class id) pairs, a uniform draw (``seed``) among the
+    training images where the class has pixels. The images are visited in a random order and the scan
+    stops once every class has its ``per_class`` images: the first ``k`` of a random order are a
+    uniform sample of ``k``, and a large training set is not read to the end."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for c, images in where.items():
-        order = torch.randperm(len(images), generator=g)[:per_class].tolist()
-        out += [(images[j], c) for j in order]
-    return out
+    where: dict[int, list[int]] = {int(c): [] for c in class_ids}
+    missing = set(where)
+    for i in torch.randperm(len(dataset), generator=g).tolist():
+        for c in torch.unique(dataset[i]["mask"]).tolist():
+            if c in missing:
+                where[c].append(i)
+                if len(where[c]) == per_class:
+                    missing.discard(c)
+        if not missing:
+            break
+    return [(i, c) for c, images in where.items() for i in images]
 
 
 def train_prompts(prompts: LearnedPrompts, dataset, class_ids, iterations: int, batch_size: int = 32, run_dir=None,
@@ -327,10 +336,16 @@ def train_prompts(prompts: LearnedPrompts, dataset, class_ids, iterations: int, 
     vectors only. Returns ``ovnb.train.TrainResult``."""
     from ..train import TrainConfig, fit, step_generator
 
-    samples = prompt_samples(dataset, class_ids, per_class, seed)
-    if not samples:
-        raise ValueError(f"no training image has a pixel of the classes {list(class_ids)[:8]}...")
     class_ids = [int(c) for c in class_ids]
+    drawn: list = []
+
+    def samples() -> list:  # drawn on the first step: a finished run only loads its vectors
+        if not drawn:
+            drawn.extend(prompt_samples(dataset, class_ids, per_class, seed))
+            if not drawn:
+                raise ValueError(f"no training image has a pixel of the classes {class_ids[:8]}...")
+        return drawn
+
     index = {c: k for k, c in enumerate(class_ids)}
     names = [dataset.class_names[c] for c in class_ids]
     clip = prompts.clip
@@ -338,10 +353,11 @@ def train_prompts(prompts: LearnedPrompts, dataset, class_ids, iterations: int, 
 
     def loss_fn(step: int, micro: int) -> torch.Tensor:
         g = step_generator(seed, step, micro)
-        picked = torch.randint(len(samples), (batch_size,), generator=g).tolist()
+        pool = samples()
+        picked = torch.randint(len(pool), (batch_size,), generator=g).tolist()
         crops, labels = [], []
         for k in picked:
-            i, c = samples[k]
+            i, c = pool[k]
             sample = dataset[i]
             mask = sample["mask"] == c
             box = [int(v) for v in mask_boxes(mask[None])[0][0]]
@@ -626,6 +642,7 @@ class SimBaseline(nn.Module):
         self.config = config
         self.generator = (ProposalGenerator if config.head == "maskformer" else PixelClassifier)(config, pretrained_backbone)
         self.clip = clip  # frozen, from the registry
+        self.region_clip = None  # Table 8: another registry CLIP as region classifier (None: ``clip``)
         self.seen_names = tuple(seen_names)
         self._criteria: dict[int, nn.Module] = {}
 
@@ -636,6 +653,29 @@ class SimBaseline(nn.Module):
             with torch.no_grad():
                 return self.prompts(list(class_names))
         return self.clip.embed_text(list(class_names), self.config.templates).float()
+
+    def region_classifier(self, class_names, text: torch.Tensor) -> tuple:
+        """The CLIP that classifies the crops (Eq. 1) and its class embeddings: ``clip`` with ``text``, or
+        the ``region_clip`` set for Table 8 with the configured templates (no learned prompts)."""
+        if self.region_clip is None or self.region_clip is self.clip:
+            return self.clip, text
+        return self.region_clip, self.region_clip.embed_text(list(class_names), self.config.templates).float()
+
+    @torch.no_grad()
+    def classify_masks(self, image: torch.Tensor, masks: torch.Tensor, class_names) -> torch.Tensor:
+        """Table 5's pipeline for proposals from elsewhere: Eq. (2) scores ``[C, H, W]`` of one image
+        ``[3, H, W]`` from binary masks ``[N, H, W]`` (e.g. ``classical_proposals``) classified by CLIP
+        alone (Eq. 1) - the generator plays no part."""
+        from .contract import check_inputs
+
+        check_inputs(image[None], class_names)
+        if masks.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"masks {tuple(masks.shape)} do not match the image {tuple(image.shape)}")
+        clip, text = self.region_classifier(class_names, self.text_embeddings(class_names))
+        binary = masks.to(image.device, torch.bool)
+        q = clip_probabilities(clip, image, binary, text.to(image.device), self.config.temperature,
+                               expand_ratio=self.config.expand_ratio)
+        return assemble(q, binary, self.config.normalise_assembly)
 
     def use_prompts(self, prompts: "LearnedPrompts | None") -> None:
         """Classify with learned prompts (trained first, then frozen, as ``PROMPT_CHECKPOINT``)."""
@@ -699,6 +739,8 @@ class SimBaseline(nn.Module):
             return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False).softmax(dim=1)
         class_logits, masks, text = self.proposals(images, class_names)
         seen = torch.tensor([n in self.seen_names for n in class_names])
+        if self.config.classifier != "generator":
+            clip, region_text = self.region_classifier(class_names, text)
         out = []
         for image, logits, mask in zip(images, class_logits, masks):
             p = generator_probabilities(logits)
@@ -706,7 +748,7 @@ class SimBaseline(nn.Module):
                 scores = p
             else:
                 binary = binarize(mask, self.config.mask_threshold)
-                q = clip_probabilities(self.clip, image, binary, text, self.config.temperature,
+                q = clip_probabilities(clip, image, binary, region_text.to(image.device), self.config.temperature,
                                        expand_ratio=self.config.expand_ratio).to(p.device)
                 scores = q if self.config.classifier == "clip" else ensemble(p, q, seen, self.config.lam)
             out.append(semantic_map(scores, mask, self.config.normalise_assembly))
@@ -788,10 +830,21 @@ class TrainSettings:
     warmup: int = 0
 
     @classmethod
-    def toy(cls) -> "TrainSettings":
+    def toy(cls, dataset: str = "coco-stuff-171") -> "TrainSettings":
         """The toy generator's schedule: the official optimizer, groups and clipping, at 3e-4 with batch
-        8 for a few hundred steps (instead of 1e-4, 32 and 60k): a deviation for the CPU budget."""
-        return cls(iterations=300, batch_size=8, lr=3e-4)
+        8 for 300 steps on the COCO-like split (instead of 1e-4, 32 and 60k) - a deviation for the CPU
+        budget - and, on the VOC-like split, 100 steps: the official ratio of VOC's 20k iterations to
+        COCO's 60k."""
+        return cls(iterations=scaled_iterations(300, dataset), batch_size=8, lr=3e-4)
+
+
+VOC_SCHEDULE_RATIO = 20_000 / 60_000  # the official VOC schedule's iterations over COCO's
+
+
+def scaled_iterations(coco_iterations: int, dataset: str) -> int:
+    """A shortened schedule given for COCO-Stuff, carried to ``dataset`` with the official ratio
+    (VOC: 20k / 60k, at least one step)."""
+    return coco_iterations if dataset == "coco-stuff-171" else max(1, round(coco_iterations * VOC_SCHEDULE_RATIO))
 
 
 def train(model: SimBaseline, dataset, class_ids, settings: TrainSettings, augment, run_dir=None, seed: int = 0,

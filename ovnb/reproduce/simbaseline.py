@@ -38,6 +38,12 @@ TOY_TRAIN_IMAGES = 3000
 TOY_TEST_IMAGES = 200
 TOY_SPLITS = {"coco-stuff-171": "toy-zero-shot", "voc-20": "toy-voc"}
 CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
+# Table 1's cross-dataset test sets (the model trained on COCO-Stuff's seen classes, every class of
+# the target named); the toy profile's analogue is the shifted toy world (sizes, palette, textures)
+CROSS_DATASETS = ("cityscapes-19", "pascal-context-59", "ade20k-150", "ade20k-847")
+CROSS_LOADERS = {"ade20k-150": lambda root: semseg.ade20k(root, "validation")}  # the others: not written yet
+CROSS_TEST_SIZE = {"ade20k-150": 512}  # shortest edge at test (MaskFormer's ADE20K-150 config)
+TOY_CROSS_DATASETS = ("toy-shifted",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Experiment:
     head: str = "maskformer"
     self_training: bool = False
     seed: int = 0
+    clip: str | None = None  # Table 4: the vision-language model (class head + region classifier); None: the default
 
     def __post_init__(self):
         if self.split not in TOY_SPLITS:
@@ -69,7 +76,8 @@ class Experiment:
         return replace(self, self_training=False)
 
     def key(self, extra: dict) -> str:
-        text = json.dumps({**asdict(self), **extra}, sort_keys=True)
+        fields = {k: v for k, v in asdict(self).items() if not (k == "clip" and v is None)}  # older keys stay valid
+        text = json.dumps({**fields, **extra}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def with_seeds(self, seeds) -> list["Experiment"]:
@@ -78,7 +86,7 @@ class Experiment:
 
 class Runner:
     """Trains and evaluates SimBaseline generators for one profile. From the profile:
-    ``simbaseline.train_images`` (toy world: images drawn for training), ``simbaseline.iterations`` (else ``train_iterations``; neither: the official schedule of the split)
+    ``simbaseline.train_images`` (toy world: images drawn for training), ``simbaseline.iterations`` (else ``train_iterations``; neither: the official schedule of the split; the number is COCO's, VOC runs the official fraction of it, ``sb.scaled_iterations``)
     and ``simbaseline.batch_size`` (else the profile's ``batch_size`` with a profile schedule), ``eval_images`` (test images evaluated; ``paper`` sets none: the whole set) and
     ``seeds``."""
 
@@ -143,25 +151,49 @@ class Runner:
             self.datasets[key] = ds
         return self.datasets[key]
 
-    def test_indices(self, e: Experiment) -> list[int]:
+    def target_set(self, e: Experiment, target: str | None):
+        """The test images of ``e`` (``target`` None) or of a cross-dataset target (Table 1:
+        ``CROSS_DATASETS``; the toy profile's ``toy-shifted``)."""
+        if target is None:
+            return self.test_set(e)
+        allowed = TOY_CROSS_DATASETS if self.toy else CROSS_DATASETS
+        if target not in allowed:
+            raise ValueError(f"cross-dataset target {target!r} is not one of {allowed} (profile {self.profile.name})")
+        key = ("cross", e.split, target)
+        if key not in self.datasets:
+            if target == "toy-shifted":
+                self.datasets[key] = semseg.toy(TOY_SPLITS[e.split], "test", TOY_TEST_IMAGES, shifted=True)
+            elif target in CROSS_LOADERS:
+                self.datasets[key] = self._load(lambda: CROSS_LOADERS[target](self.data_root))
+            else:
+                raise NotImplementedError(
+                    f"the {target} loader is not written yet (loaders exist for {', '.join(CROSS_LOADERS)}): "
+                    "Table 1's other cross-dataset targets still need their preparation and loaders in ovnb.data")
+        return self.datasets[key]
+
+    def test_indices(self, e: Experiment, target: str | None = None) -> list[int]:
         """The evaluated test images: all, or ``eval_images`` of them spread evenly over the set."""
-        n = len(self.test_set(e))
+        n = len(self.target_set(e, target))
         if self.eval_images is None or self.eval_images >= n:
             return list(range(n))
         return sorted({round(i * (n - 1) / max(self.eval_images - 1, 1)) for i in range(self.eval_images)})
 
-    def test_size(self, e: Experiment) -> int | None:
-        """The official test resize (shortest edge): COCO-Stuff 640, VOC 512; the toy world's 64 px as drawn."""
+    def test_size(self, e: Experiment, target: str | None = None) -> int | None:
+        """The official test resize (shortest edge): COCO-Stuff 640, VOC 512, a cross-dataset target its
+        own (``CROSS_TEST_SIZE``); the toy world's 64 px as drawn."""
         if self.toy:
             return None
+        if target is not None:
+            return CROSS_TEST_SIZE.get(target, 640)
         return 640 if e.split == "coco-stuff-171" else 512
 
     # -- models ----------------------------------------------------------------------------------
     def config(self, e: Experiment) -> sb.SimBaselineConfig:
         dataset = "coco-stuff-171" if e.split == "coco-stuff-171" else "voc-20"
+        clip = {"clip": e.clip} if e.clip else {}
         if self.toy:
-            return sb.SimBaselineConfig.toy(dataset, head=e.head)
-        return sb.SimBaselineConfig.for_dataset(dataset, head=e.head)
+            return sb.SimBaselineConfig.toy(dataset, head=e.head, **clip)
+        return sb.SimBaselineConfig.for_dataset(dataset, head=e.head, **clip)
 
     def augment(self, e: Experiment) -> TrainAugment:
         if self.toy:  # the toy world's class names are colours: no hue or saturation jitter
@@ -170,10 +202,11 @@ class Runner:
 
     def settings(self, e: Experiment) -> sb.TrainSettings:
         if self.toy:
-            base = sb.TrainSettings.toy()
+            base = sb.TrainSettings.toy(e.split)
         else:
             base = sb.TrainSettings() if e.split == "coco-stuff-171" else sb.TrainSettings(iterations=20_000, batch_size=16)
-        return replace(base, iterations=int(self.iterations or base.iterations),
+        iterations = sb.scaled_iterations(int(self.iterations), e.split) if self.iterations else base.iterations
+        return replace(base, iterations=iterations,
                        batch_size=int(self.batch_size or (self.profile.batch_size if self.iterations else base.batch_size)))
 
     def build(self, e: Experiment) -> sb.SimBaseline:
@@ -232,20 +265,23 @@ class Runner:
 
         return is_finished(self.run_dir(e), self.settings(e).iterations)
 
-    def train_all(self, experiments) -> None:
+    def train_all(self, experiments, prompts: bool = False) -> None:
         """Train the experiments that are not trained yet, side by side in ``self.workers`` processes
         when that is more than one (the toy profile): the teachers first, then the self-training
-        experiments that learn from their pseudo-labels. Results land on disk; ``model`` loads them."""
+        experiments that learn from their pseudo-labels; ``prompts`` also learns each experiment's
+        prompt vectors (``prompts``) beside the first phase. Results land on disk; ``model`` and
+        ``prompts`` load them."""
         experiments = list(dict.fromkeys(experiments))
         teachers = [x.teacher for x in experiments if x.self_training]
-        for phase in (list(dict.fromkeys([*teachers, *[x for x in experiments if not x.self_training]])),
-                      [x for x in experiments if x.self_training]):
-            todo = [x for x in phase if not self.is_trained(x)]
+        first = list(dict.fromkeys([*teachers, *[x for x in experiments if not x.self_training]]))
+        jobs = [("model", x) for x in first] + [("prompts", x) for x in (experiments if prompts else [])]
+        for phase in (jobs, [("model", x) for x in experiments if x.self_training]):
+            todo = [(kind, x) for kind, x in phase if not self.is_done(kind, x)]
             if not todo:
                 continue
             if self.workers < 2 or len(todo) < 2:
-                for x in todo:
-                    self.model(x)
+                for job in todo:
+                    self.job(*job)
                 continue
             if self._pool is None:
                 from functools import partial
@@ -256,7 +292,20 @@ class Runner:
                                   prepare_data=self.prepare_data, convention=self.convention,
                                   pseudo_threshold=self.pseudo_threshold, workers=1)
                 self._pool = WorkerPool(factory, self.workers)
-            self._pool.run("model", [(x,) for x in todo], description=f"{len(todo)} SimBaseline trainings")
+            self._pool.run("job", todo, description=f"{len(todo)} SimBaseline trainings")
+
+    def job(self, kind: str, e: Experiment) -> None:
+        """One unit of ``train_all``: train (or load) ``e``'s generator (``model``) or its prompts."""
+        if kind not in ("model", "prompts"):
+            raise ValueError(f"job kind must be 'model' or 'prompts', got {kind!r}")
+        self.model(e) if kind == "model" else self.prompts(e)
+
+    def is_done(self, kind: str, e: Experiment) -> bool:
+        from ..train import is_finished
+
+        if kind == "model":
+            return self.is_trained(e)
+        return is_finished(self.prompt_dir(e), self.prompt_settings(e)["iterations"])
 
     def close(self) -> None:
         """Stop the worker processes (they also stop when the notebook's kernel ends)."""
@@ -292,31 +341,121 @@ class Runner:
             results.write_json_atomic(done, spec)
         return PseudoLabelled(base, folder, count)
 
+    def pseudo_label_audit(self, e: Experiment) -> dict:
+        """Where ``e``'s pseudo-labels land, in pixels of the labelled training images, against the
+        ground truth before the unseen-pixel rule: ``unseen`` (pixels of unseen classes), ``correct``
+        (of those, labelled with their own class), ``labelled`` (pixels given an unseen label) and
+        ``on_ignored`` (of those, pixels the ground truth leaves unlabeled or ignores, e.g. VOC's
+        background)."""
+        labelled = self.pseudo_labelled(e)
+        base = self.train_set(e)
+        unseen = torch.tensor(self.split(e).unseen)
+        out = dict(unseen=0, correct=0, labelled=0, on_ignored=0)
+        for i in range(len(labelled)):
+            truth = base.read(base.keys[i])[1]
+            label = labelled[i]["mask"]
+            given, is_unseen = torch.isin(label, unseen), torch.isin(truth, unseen)
+            out["unseen"] += int(is_unseen.sum())
+            out["correct"] += int((is_unseen & (label == truth)).sum())
+            out["labelled"] += int(given.sum())
+            out["on_ignored"] += int((given & (truth == semseg.IGNORE_INDEX)).sum())
+        return out
+
+    # -- learned prompts (Sec. 4.2) -----------------------------------------------------------------
+    def prompt_settings(self, e: Experiment) -> dict:
+        """The prompt-training schedule: official COCO 16k iterations of 32 crops (32 samples per class),
+        VOC 3.2k of 16 (128 per class); ``simbaseline.prompt_iterations`` in the profile shortens both."""
+        coco = e.split == "coco-stuff-171"
+        official = dict(iterations=16_000 if coco else 3_200, batch_size=32 if coco else 16, per_class=32 if coco else 128)
+        short = self.profile.get("simbaseline.prompt_iterations")
+        return {**official, "iterations": int(short)} if short else official
+
+    def prompt_dir(self, e: Experiment) -> Path:
+        """``build/runs/<profile>/simbaseline/prompts-<key>``: the key covers the split, the CLIP and its
+        weights' fingerprint, the seed and the schedule."""
+        from ..cache import weights_fingerprint
+
+        config = self.config(e)
+        spec = {"split": e.split, "clip": config.clip, "seed": e.seed, "settings": self.prompt_settings(e),
+                "weights": weights_fingerprint(self.encoder(config.clip)), "profile": self.profile.name}
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        return results.build_dir() / "runs" / self.profile.name / "simbaseline" / f"prompts-{key}"
+
+    def prompts(self, e: Experiment) -> sb.LearnedPrompts:
+        """16 prompt vectors for ``e``'s CLIP, learned on the seen classes' ground-truth crops of its
+        training images (``sb.train_prompts``, seed ``e.seed``), or loaded from their finished run in
+        ``prompt_dir(e)``. They depend on the split, the CLIP, the seed and the schedule, not on the
+        generator."""
+        clip = self.encoder(self.config(e).clip)
+        settings = self.prompt_settings(e)
+        run_dir = self.prompt_dir(e)
+        torch.manual_seed(e.seed)
+        prompts = sb.LearnedPrompts(clip).to(clip.device)
+        sb.train_prompts(prompts, self.train_set(e), self.split(e).seen, settings["iterations"],
+                         batch_size=settings["batch_size"], per_class=settings["per_class"], run_dir=run_dir,
+                         seed=e.seed, progress=self.progress)
+        return prompts.eval()
+
     # -- evaluation ------------------------------------------------------------------------------
-    def evaluate(self, e: Experiment, classifier: str = "ensemble") -> dict:
+    def evaluate(self, e: Experiment, classifier: str = "ensemble", region_clip: str | None = None,
+                 target: str | None = None, proposals: str | None = None, prompts: bool = False) -> dict:
         """Generalized zero-shot scores (%) of ``e``'s model with ``classifier`` (Table 7's
         ``ensemble`` / ``generator`` / ``clip``, or Table 6's ``oracle``) on the test images; kept
-        beside the checkpoint."""
+        beside the checkpoint. ``region_clip``: another registry CLIP classifies the crops (Table 8);
+        ``target``: a cross-dataset test set (Table 1, ``target_set``); ``proposals``: Table 5's
+        classical proposals (``classical_proposals.PROPOSAL_METHODS``) replace the generator's, classified
+        by CLIP alone (``classifier`` must be ``clip``); ``prompts``: CLIP names the crops with the learned
+        prompts of ``prompts(e)`` instead of the configured templates (``classifier`` must be ``clip``:
+        the generator's class head was trained against the templates)."""
+        from ..methods.classical_proposals import PROPOSAL_METHODS
+
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if e.head == "fcn" and classifier != "generator":
             raise ValueError(f"an FCN has no proposals to classify: evaluate it with classifier='generator', not {classifier!r}")
-        return self._kept_scores(self.run_dir(e), lambda: self.model(e), e, classifier)
+        if proposals is not None and (proposals not in PROPOSAL_METHODS or classifier != "clip"):
+            raise ValueError(f"proposals must be one of {PROPOSAL_METHODS} with classifier='clip' "
+                             f"(got {proposals!r}, {classifier!r})")
+        if prompts and (classifier != "clip" or region_clip):
+            raise ValueError("learned prompts are evaluated with classifier='clip' and the model's own CLIP")
+        spec = {k: v for k, v in (("region_clip", region_clip), ("target", target), ("proposals", proposals),
+                                  ("prompts", "learned" if prompts else None)) if v}
+
+        original = {}
+
+        def model():
+            m = self.model(e)
+            original["config"] = m.config
+            if target in sb.ENSEMBLE_WEIGHTS:  # zsseg's cross-dataset configs: lambda and proposal threshold
+                m.config = replace(m.config, **sb.ENSEMBLE_WEIGHTS[target])
+            m.region_clip = self.encoder(region_clip) if region_clip else None
+            m.use_prompts(self.prompts(e) if prompts else None)
+            return m
+
+        try:
+            return self._kept_scores(self.run_dir(e), model, e, classifier, **spec)
+        finally:
+            if e in self.models:
+                self.models[e].region_clip = None
+                self.models[e].use_prompts(None)
+                self.models[e].config = original.get("config", self.models[e].config)
 
     def _kept_scores(self, folder: Path, model, e: Experiment, classifier: str, **spec) -> dict:
-        """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images,
-        kept in ``folder`` under a name covering the classifier, the images, the convention and the
-        test size (and ``spec``)."""
-        spec = {"classifier": classifier, "images": self.test_indices(e), "convention": self.convention,
-                "short_edge": self.test_size(e), **spec}
+        """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images (or
+        ``spec["target"]``'s), kept in ``folder`` under a name covering the classifier, the images, the
+        convention and the test size (and ``spec``)."""
+        target = spec.get("target")
+        spec = {"classifier": classifier, "images": self.test_indices(e, target), "convention": self.convention,
+                "short_edge": self.test_size(e, target), **spec}
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         kept = folder / f"evaluation-{digest}.json"
         if kept.is_file():
             return json.loads(kept.read_text())
         t0 = time.perf_counter()
-        matrix = confusion_matrix(model(), self.test_set(e), spec["images"], classifier, progress=self.progress,
-                                  short_edge=spec["short_edge"])
-        split = self.split(e)
+        dataset = self.target_set(e, target)
+        matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
+                                  short_edge=spec["short_edge"], proposals=spec.get("proposals"))
+        split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
         out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
         out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
         results.write_json_atomic(kept, out)
@@ -338,11 +477,21 @@ class Runner:
             self.models[name] = model.eval()
         return self.models[name]
 
-    def evaluate_released(self, name: str = "zsseg-coco156-zero-shot", classifier: str = "ensemble") -> dict:
-        """``evaluate`` for a released checkpoint on COCO-Stuff-171 val (weights source ``released``)."""
+    def evaluate_released(self, name: str = "zsseg-coco156-zero-shot", classifier: str = "ensemble",
+                          target: str | None = None) -> dict:
+        """``evaluate`` for a released checkpoint on COCO-Stuff-171 val or a cross-dataset ``target``
+        (weights source ``released``)."""
         folder = results.build_dir() / "runs" / self.profile.name / "simbaseline" / name
-        return self._kept_scores(folder, lambda: self.released(name), Experiment("coco-stuff-171"), classifier,
-                                 released=name)
+        spec = {"target": target} if target else {}
+        model = self.released(name)
+        original = model.config
+        if target in sb.ENSEMBLE_WEIGHTS:
+            model.config = replace(original, **sb.ENSEMBLE_WEIGHTS[target])
+        try:
+            return self._kept_scores(folder, lambda: model, Experiment("coco-stuff-171"), classifier, released=name,
+                                     **spec)
+        finally:
+            model.config = original
 
     def weights_source(self) -> str:
         return {"toy": "toy", "random": "random"}.get(self.profile.weights, "retrained")
@@ -403,12 +552,13 @@ class PseudoLabelled(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                     short_edge: int | None = None):
+                     short_edge: int | None = None, proposals: str | None = None):
     """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
     images ``indices``: each image resized to ``short_edge`` (the official test size: COCO 640, VOC 512;
     the proposals' crops are cut from the resized image), segmented with every class name (generalized
     zero-shot), the Eq. (2) scores resized back to the image (detectron2's ``sem_seg_postprocess``) and
-    the prediction their argmax."""
+    the prediction their argmax. ``proposals``: Table 5's classical proposals of each resized image,
+    classified by CLIP alone (``SimBaseline.classify_masks``), replace the generator's."""
     from tqdm.auto import tqdm
 
     from ..metrics import ConfusionMatrix
@@ -428,6 +578,14 @@ def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = 
                 gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
                 binary = sb.binarize(masks[0], model.config.mask_threshold)
                 scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
+                scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
+                                                         align_corners=False)[0]
+            elif proposals is not None:
+                from ..methods.classical_proposals import proposals as classical
+
+                image = resize_shortest_edge(sample["image"][None].float(), short_edge)[0]
+                image = image.to(next(model.generator.parameters()).device)
+                scores = model.classify_masks(image, classical(proposals, image), names)
                 scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
                                                          align_corners=False)[0]
             else:

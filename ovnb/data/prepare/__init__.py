@@ -6,7 +6,7 @@
 
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
-``fss1000``, ``fewshot_splits``, ``coco_stuff164k``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -37,6 +37,8 @@ DATASETS = {d.name: d for d in (
             ("fewshot-splits",)),
     Dataset("coco-stuff-164k", "coco_stuff164k", "COCO-Stuff-164k: COCO 2017 + stuffthingmaps (SimBaseline 156/15)",
             "train2017.zip (about 18 GB), val2017.zip (about 1 GB) and stuffthingmaps_trainval2017.zip (about 0.7 GB)"),
+    Dataset("ade20k-150", "ade20k", "ADE20K-150 (SceneParsing ADEChallengeData2016; SimBaseline Tables 1 and 6)",
+            "ADEChallengeData2016.zip (about 0.9 GB)"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}
