@@ -36,9 +36,11 @@ def _fmt(value) -> str:
     return text
 
 
-def _cell_html(paper_value, ours, delta, status, sd=float("nan"), n=1) -> str:
+def _cell_html(paper_value, ours, delta, status, sd=float("nan"), n=1, weights=None, released=float("nan"),
+               released_delta=float("nan")) -> str:
     """A paper value and, once reproduced, ours (``mean ± sd (n)`` over seeds when there are
-    several) with the delta of the mean."""
+    several) with the delta of the mean; below it the released weights' value where it was
+    evaluated besides computed ones."""
     paper_text = _fmt(paper_value) or "–"
     if status == "not yet":
         return f'<td class="ovnb-st-none">{paper_text}</td>'
@@ -46,8 +48,12 @@ def _cell_html(paper_value, ours, delta, status, sd=float("nan"), n=1) -> str:
     delta_text = f" ({sign}{_fmt(delta)})" if delta is not None and not math.isnan(delta) else ""
     several = n is not None and not (isinstance(n, float) and math.isnan(n)) and n > 1
     ours_text = results.format_spread(ours, sd, int(n)) if several else _fmt(ours)
+    extra = ""
+    if weights != "released" and released is not None and not (isinstance(released, float) and math.isnan(released)):
+        sign = "+" if released_delta >= 0 else ""
+        extra = f'<br><span class="ovnb-ours">released: {_fmt(released)} ({sign}{_fmt(released_delta)})</span>'
     return (f'<td class="ovnb-st-{status}">{paper_text}<br><span class="ovnb-ours">{status}: '
-            f'{html.escape(ours_text)}{delta_text}</span></td>')
+            f'{html.escape(ours_text)}{delta_text}</span>{extra}</td>')
 
 
 def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
@@ -59,7 +65,9 @@ def table_html(df: pd.DataFrame, paper: str, table: papers.PaperTable) -> str:
         cells = []
         for col in table.columns:
             r = sub.loc[(row, col)]
-            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"], r["ours_sd"], r["n"]))
+            cells.append(_cell_html(r["paper_value"], r["ours"], r["delta"], r["status"], r["ours_sd"], r["n"],
+                                    r.get("weights"), r.get("released", float("nan")),
+                                    r.get("released_delta", float("nan"))))
         body.append(f"<tr><th>{html.escape(row)}</th>{''.join(cells)}</tr>")
     return (f'<table class="ovnb-paper-table"><thead><tr><th></th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")

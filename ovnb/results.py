@@ -228,9 +228,12 @@ def compare(records: list[dict] | None = None, paper_names=None, profile: str | 
 
     Columns: paper, table, row, column, unit, paper_value, ours (mean over seeds), ours_sd, n
     (seeds), delta (ours - paper), profile, weights, notebook, status (``not yet`` / ``toy`` /
-    ``quick`` / ``paper``). The best reproduction of a cell is one record's: the largest profile's,
-    then the latest; seeds of different records are never mixed. With ``profile`` only that
-    profile's records are used (``smoke`` included, for CI runs); otherwise smoke records are ignored.
+    ``quick`` / ``paper``), and released / released_delta (the authors' released weights evaluated
+    by this book, where a record holds them). The best reproduction of a cell is one record's: the
+    largest profile's, then the latest; seeds of different records are never mixed. ``ours`` prefers
+    computed weights (toy / retrained / random) and falls back to released ones, which then also fill
+    ``released``. With ``profile`` only that profile's records are used (``smoke`` included, for CI
+    runs); otherwise smoke records are ignored.
     """
     records = load_records() if records is None else records
     cells = [c for name in (paper_names or papers.PAPERS) for c in papers.load(name)]
@@ -242,25 +245,35 @@ def compare(records: list[dict] | None = None, paper_names=None, profile: str | 
     else:
         ours = ours[ours["profile"].isin(STATUS_ORDER)]
     key = ["paper", "table", "row", "column"]
-    if len(ours):
-        rank = {p: i for i, p in enumerate(STATUS_ORDER)}
-        best = (ours.assign(_rank=ours["profile"].map(lambda p: rank.get(p, -1)))
-                    .sort_values(["_rank", "started", "record"])
-                    .drop_duplicates(key, keep="last")[key + ["record"]])
-        ours = ours.merge(best, on=key + ["record"])
-        rows = []
-        for cell, group in ours.groupby(key, sort=False):
-            spread = aggregate(group["value"])
-            first = group.iloc[0]
-            rows.append({**dict(zip(key, cell)), "ours": spread.mean, "ours_sd": spread.sd, "n": spread.n,
-                         "profile": first["profile"], "weights": first["weights"], "notebook": first["notebook"]})
-        ours = pd.DataFrame(rows)
-    else:
-        ours = pd.DataFrame(columns=key + ["ours", "ours_sd", "n", "profile", "weights", "notebook"])
+    released = _best_cells(ours[ours["weights"] == "released"], key)
+    computed = _best_cells(ours[ours["weights"] != "released"], key)
+    fallback = released[~released.set_index(key).index.isin(computed.set_index(key).index)] if len(computed) else released
+    ours = pd.concat([computed, fallback], ignore_index=True) if len(fallback) else computed
     df = base.merge(ours, on=key, how="left")
+    df = df.merge(released[key + ["ours"]].rename(columns={"ours": "released"}), on=key, how="left")
     df["delta"] = df["ours"] - df["paper_value"]
+    df["released_delta"] = df["released"] - df["paper_value"]
     df["status"] = df["profile"].where(df["profile"].notna(), "not yet")
     return df
+
+
+def _best_cells(ours: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """One row per cell from the best record holding it (largest profile, then latest): mean, sd and n
+    over that record's seeds, with its profile, weights source and notebook."""
+    columns = key + ["ours", "ours_sd", "n", "profile", "weights", "notebook"]
+    if not len(ours):
+        return pd.DataFrame(columns=columns)
+    rank = {p: i for i, p in enumerate(STATUS_ORDER)}
+    best = (ours.assign(_rank=ours["profile"].map(lambda p: rank.get(p, -1)))
+                .sort_values(["_rank", "started", "record"])
+                .drop_duplicates(key, keep="last")[key + ["record"]])
+    rows = []
+    for cell, group in ours.merge(best, on=key + ["record"]).groupby(key, sort=False):
+        spread = aggregate(group["value"])
+        first = group.iloc[0]
+        rows.append({**dict(zip(key, cell)), "ours": spread.mean, "ours_sd": spread.sd, "n": spread.n,
+                     "profile": first["profile"], "weights": first["weights"], "notebook": first["notebook"]})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def claims_frame(records: list[dict] | None = None, profile: str | None = None) -> pd.DataFrame:

@@ -141,3 +141,25 @@ def test_claims_are_recorded_and_listed(build_dir):
     claims = results.claims_frame()
     assert list(claims["claim"]) == ["early > late"] and list(claims["verdict"]) == ["holds"]
     assert "holds" in claims["sentence"].item()
+
+
+def test_released_weights_show_beside_retrained_ones_and_stand_in_where_alone(build_dir):
+    from ovnb import book, papers
+
+    retrained = results.RunRecord("02_demo", profile="quick")
+    retrained.add(30.0, paper="simbaseline", table="Table 2", row="Ours", column="hIoU", weights="retrained")
+    retrained.save()
+    released = results.RunRecord("02_demo.released", profile="quick")  # saved later: must not hide the retrained
+    released.add(36.0, paper="simbaseline", table="Table 2", row="Ours", column="hIoU", weights="released")
+    released.add(35.0, paper="simbaseline", table="Table 2", row="Ours", column="mIoU seen", weights="released")
+    released.save()
+    df = results.compare().set_index(["paper", "table", "row", "column"])
+    both = df.loc[("simbaseline", "Table 2", "Ours", "hIoU")]
+    assert (both["ours"], both["weights"], both["released"]) == (30.0, "retrained", 36.0)
+    assert both["released_delta"] == pytest.approx(36.0 - 37.8)
+    alone = df.loc[("simbaseline", "Table 2", "Ours", "mIoU seen")]
+    assert (alone["ours"], alone["weights"], alone["released"]) == (35.0, "released", 35.0)
+    table = next(t for t in papers.tables("simbaseline") if t.id == "Table 2")
+    html = book.table_html(results.compare(), "simbaseline", table)
+    assert "quick: 30.0 (-7.8)</span><br><span class=\"ovnb-ours\">released: 36.0 (-1.8)</span>" in html
+    assert "quick: 35.0 (-4.3)</span></td>" in html, "a released value alone is not repeated"
