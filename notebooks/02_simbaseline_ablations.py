@@ -269,9 +269,11 @@ plt.show()
 # * **Table 1's λ**: the real targets use zsseg's cross-dataset configs (λ, proposal threshold per
 #   dataset); the toy target keeps the training config's λ = 0.8, as the shifted world has no official
 #   config.
-# * **Table 1's targets**: ADE20K-150 is prepared and evaluated (test resize 512, MaskFormer's ADE20K
-#   setting; the class names are detectron2's, synonyms and all, e.g. "road, route"). Cityscapes,
-#   Pascal Context 59 and ADE20K-847 have no loaders yet, so their columns stay empty. Where real
+# * **Table 1's targets**: ADE20K-150 and Cityscapes-19 are prepared and evaluated (test resize 512 and
+#   1024, MaskFormer's settings for them - zsseg's own were not found; ADE20K's class names are
+#   detectron2's, synonyms and all, e.g. "road, route"). Pascal Context 59 and ADE20K-847 have no
+#   loaders yet, so their columns stay empty. Cityscapes needs a login: `ovnb data prepare
+#   cityscapes-19` extracts the two archives you downloaded and says where to get them. Where real
 #   weights are used, zsseg's released cross-dataset model (ViLD prompts, 120k iterations - the paper's
 #   Table 1 model) is evaluated too, in a record of its own (`released`); the retrained rows are this
 #   book's zero-shot model (manual prompt, the profile's schedule).

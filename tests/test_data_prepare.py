@@ -203,7 +203,7 @@ def test_prepare_runs_from_outside_the_checkout_with_a_mirror_source(server, tmp
 def test_the_thin_scripts_call_the_package():
     import subprocess
 
-    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k"):
+    for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes"):
         proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "--root" in proc.stdout
@@ -218,7 +218,7 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ovnb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k"):
+    for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes"):
         assert f"ovnb/data/prepare/{module}.py" in names
 
 
@@ -291,3 +291,25 @@ def test_prepare_ade20k_from_an_archive_of_the_fixture_layout(server, tmp_path):
     ours, made = semseg.ade20k(data), semseg.ade20k(src)
     assert ours.keys == made.keys and len(ours) == 50
     assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(0, len(ours), 7))
+
+
+def test_prepare_cityscapes_from_archives_the_user_downloaded(tmp_path):
+    """Cityscapes needs a login: prepare finds the two archives in DATA_ROOT/downloads, or says where to
+    get them; what it extracts is what ``ovnb.data.semseg.cityscapes`` reads."""
+    from ovnb.data import fixtures, semseg
+
+    src = tmp_path / "src"
+    fixtures.cityscapes(src)
+    data = tmp_path / "data"
+    with pytest.raises(FileNotFoundError, match="cityscapes-dataset.com"):
+        load("cityscapes-19").prepare(data)
+    (data / "downloads").mkdir(parents=True)
+    for key, name in (("leftImg8bit", "leftImg8bit_trainvaltest.zip"), ("gtFine", "gtFine_trainvaltest.zip")):
+        with zipfile.ZipFile(data / "downloads" / name, "w") as z:
+            for p in sorted((src / "cityscapes" / key).rglob("*")):
+                if p.is_file():
+                    z.write(p, str(p.relative_to(src / "cityscapes")))
+    load("cityscapes-19").prepare(data)
+    ours, made = semseg.cityscapes(data), semseg.cityscapes(src)
+    assert ours.keys == made.keys and len(ours) == 6
+    assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(len(ours)))

@@ -138,3 +138,28 @@ def test_fixture_families_added_later_are_made_in_an_existing_fixture_root(tmp_p
     shutil.rmtree(made / "ADEChallengeData2016")
     fixtures.data_root(dry)
     assert (made / "ADEChallengeData2016" / "images" / "validation").is_dir()
+
+
+def test_cityscapes_19_maps_label_ids_to_train_ids_and_ignores_the_rest(root):
+    import torch
+
+    from ovnb.data import semseg
+    from ovnb.data.files import read_mask
+
+    val = semseg.cityscapes(root, "val")
+    assert len(val) == 6 and len(semseg.cityscapes(root, "train")) == 1
+    split = semseg.split("cityscapes-19")
+    assert split.class_names[:3] == ("road", "sidewalk", "building") and split.class_names[-1] == "bicycle"
+    train_id = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
+                27: 14, 28: 15, 31: 16, 32: 17, 33: 18}  # cityscapesScripts' labels.py, by hand
+    for i in range(len(val)):
+        key = val.keys[i]
+        stored = read_mask(root / "cityscapes" / "gtFine" / "val" / f"{key}_gtFine_labelIds.png")
+        expected = stored.clone().apply_(lambda v: train_id.get(v, 255))
+        assert torch.equal(val[i]["mask"], expected)
+    every = set()
+    for i in range(len(val)):
+        every |= set(torch.unique(val[i]["mask"]).tolist())
+    assert every == set(range(19)) | {255}
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare cityscapes-19"):
+        semseg.cityscapes(root / "nowhere")

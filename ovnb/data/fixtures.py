@@ -13,6 +13,7 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
 * ``fss(root)``: ``FSS-1000/<class>/{1..10}.{jpg,png}`` and ``splits/fss/{trn,val,test}.txt``.
 * ``coco_stuff(root)``: ``coco/{train2017,val2017}/*.jpg`` and ``coco/stuffthingmaps/<set>/*.png``.
 * ``ade20k(root)``: ``ADEChallengeData2016/{images,annotations}/{training,validation}/*``.
+* ``cityscapes(root)``: ``cityscapes/{leftImg8bit,gtFine}/{train,val}/<city>/*``.
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -160,7 +161,31 @@ def ade20k(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     return scenes
 
 
-FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k}
+def cityscapes(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """Cityscapes as its archives ship it (``*_gtFine_labelIds.png`` holds label ids: 7 road ... 33
+    bicycle, 0 unlabeled); returns ``<image set>/<city>/<name>`` -> label ids. The val images hold all
+    19 evaluation classes and one id (5, "dynamic") that the protocol ignores."""
+    from .semseg import _classes
+
+    root = Path(root)
+    base = root / "cityscapes"
+    rng = np.random.default_rng(seed)
+    ids = [i for i, _ in _classes()["cityscapes_19"]]
+    scenes: dict[str, list[int]] = {}
+    for image_set, groups in (("val", [ids[k:k + 4] for k in range(0, 19, 4)] + [[5, 7]]), ("train", [[7, 26]])):
+        for i, labels in enumerate(groups):
+            city = ("frankfurt", "lindau")[i % 2] if image_set == "val" else "aachen"
+            name = f"{city}_{i:06d}_000019"
+            image, mask = _scene(rng, labels, SIZES[i % len(SIZES)])
+            mask[mask == 255] = 0  # the unlabeled id
+            _save(base / "leftImg8bit" / image_set / city / f"{name}_leftImg8bit.png", image)
+            _save(base / "gtFine" / image_set / city / f"{name}_gtFine_labelIds.png", mask)
+            scenes[f"{image_set}/{city}/{name}"] = labels
+    return scenes
+
+
+FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k,
+            "cityscapes-19": cityscapes}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:

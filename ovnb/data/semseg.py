@@ -12,6 +12,8 @@ and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protoco
   background 0 and the void border 255 -> 255. Split 15/5.
 * ``ade20k-150``: ADE20K's SceneParsing benchmark (ADEChallengeData2016), values 1..150 -> 0..149,
   0 ("other") -> 255; a cross-dataset target only (no seen/unseen split: every class is named).
+* ``cityscapes-19``: Cityscapes' 19 evaluation classes from the ``*_gtFine_labelIds.png`` ids (7 road ...
+  33 bicycle -> 0..18, every other id -> 255); a cross-dataset target only.
 * ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
   with 7 unseen (things and stuff, like COCO-Stuff), or the 48 things with 12 unseen and stuff as
   ignored background (like VOC).
@@ -78,6 +80,8 @@ def split(name: str) -> Split:
         return _from_names(name, raw["voc_20"], raw["voc_20_unseen"])
     if name == "ade20k-150":  # names as detectron2 writes them, stripped ("window " -> "window")
         return _from_names(name, [n.strip() for n in _classes()["ade20k_150"]], [])
+    if name == "cityscapes-19":
+        return _from_names(name, [n for _, n in _classes()["cityscapes_19"]], [])
     if name in ("toy-zero-shot", "toy-voc"):
         from .toy_world import splits, vocabulary
 
@@ -87,7 +91,7 @@ def split(name: str) -> Split:
     raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
 
 
-SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "toy-zero-shot", "toy-voc")
+SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "toy-zero-shot", "toy-voc")
 
 
 def label_map(name: str) -> torch.Tensor:
@@ -101,6 +105,9 @@ def label_map(name: str) -> torch.Tensor:
         table[1:21] = torch.arange(20)  # background 0 -> ignored
     elif name == "ade20k-150":
         table[1:151] = torch.arange(150)  # 0 ("other") -> ignored
+    elif name == "cityscapes-19":
+        for contiguous, (label_id, _) in enumerate(_classes()["cityscapes_19"]):
+            table[label_id] = contiguous
     elif name in ("toy-zero-shot", "toy-voc"):  # toy-voc holds the things only: stuff (background) -> ignored
         count = len(split(name).class_names)
         table[:count] = torch.arange(count)
@@ -126,7 +133,8 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 # Images with masks: the prepared datasets and the toy world
 
 # what ``ovnb data prepare`` must lay out for each split's images
-NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",)}
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
+         "cityscapes-19": ("cityscapes-19",)}
 
 
 class SemSegImages(torch.utils.data.Dataset):
@@ -243,6 +251,28 @@ def ade20k(root: str | Path, image_set: str = "validation") -> SemSegImages:
         return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
 
     return SemSegImages(keys, load, split("ade20k-150"), label_map("ade20k-150"), f"ade20k-{image_set}")
+
+
+def cityscapes(root: str | Path, image_set: str = "val") -> SemSegImages:
+    """Cityscapes' 19 classes from ``root/cityscapes`` (``ovnb data prepare cityscapes-19``): ``"val"``
+    the 500 validation images, ``"train"`` the 2,975 fine-annotated training images."""
+    from .files import read_image, read_mask, require
+
+    if image_set not in ("train", "val"):
+        raise ValueError(f"image_set must be 'train' or 'val', got {image_set!r}")
+    base = require(Path(root) / "cityscapes", NEEDS["cityscapes-19"], Path(root), "cityscapes", "cityscapes-19: ",
+                   "ovnb.data.prepare.cityscapes")
+    images = require(base / "leftImg8bit" / image_set, NEEDS["cityscapes-19"], Path(root), f"leftImg8bit/{image_set}",
+                     "cityscapes-19: ", "ovnb.data.prepare.cityscapes")
+    masks = require(base / "gtFine" / image_set, NEEDS["cityscapes-19"], Path(root), f"gtFine/{image_set}",
+                    "cityscapes-19: ", "ovnb.data.prepare.cityscapes")
+    suffix = "_gtFine_labelIds"
+    keys = sorted(str(p.relative_to(masks))[:-len(suffix) - 4] for p in masks.glob(f"*/*{suffix}.png"))
+
+    def load(key):
+        return read_image(images / f"{key}_leftImg8bit.png"), read_mask(masks / f"{key}{suffix}.png")
+
+    return SemSegImages(keys, load, split("cityscapes-19"), label_map("cityscapes-19"), f"cityscapes-{image_set}")
 
 
 def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: int = 1000, seed: int = 0,

@@ -41,8 +41,9 @@ CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
 # Table 1's cross-dataset test sets (the model trained on COCO-Stuff's seen classes, every class of
 # the target named); the toy profile's analogue is the shifted toy world (sizes, palette, textures)
 CROSS_DATASETS = ("cityscapes-19", "pascal-context-59", "ade20k-150", "ade20k-847")
-CROSS_LOADERS = {"ade20k-150": lambda root: semseg.ade20k(root, "validation")}  # the others: not written yet
-CROSS_TEST_SIZE = {"ade20k-150": 512}  # shortest edge at test (MaskFormer's ADE20K-150 config)
+CROSS_LOADERS = {"ade20k-150": lambda root: semseg.ade20k(root, "validation"),
+                 "cityscapes-19": lambda root: semseg.cityscapes(root, "val")}  # the others: not written yet
+CROSS_TEST_SIZE = {"ade20k-150": 512, "cityscapes-19": 1024}  # shortest edge at test (MaskFormer's configs)
 TOY_CROSS_DATASETS = ("toy-shifted",)
 
 

@@ -6,7 +6,7 @@
 
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
-``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -39,6 +39,9 @@ DATASETS = {d.name: d for d in (
             "train2017.zip (about 18 GB), val2017.zip (about 1 GB) and stuffthingmaps_trainval2017.zip (about 0.7 GB)"),
     Dataset("ade20k-150", "ade20k", "ADE20K-150 (SceneParsing ADEChallengeData2016; SimBaseline Tables 1 and 6)",
             "ADEChallengeData2016.zip (about 0.9 GB)"),
+    Dataset("cityscapes-19", "cityscapes", "Cityscapes, 19 classes (SimBaseline Table 1; needs a login: archives you download)",
+            "nothing: it verifies and extracts leftImg8bit_trainvaltest.zip (about 11 GB) and gtFine_trainvaltest.zip "
+            "(about 241 MB), downloaded by you from www.cityscapes-dataset.com into DATA_ROOT/downloads"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}
