@@ -61,7 +61,7 @@ import torch
 from IPython.display import display
 
 from ovnb import env
-from ovnb.claims import check_order
+from ovnb.claims import judge_pairs
 from ovnb.methods import classical_proposals
 from ovnb.reproduce.simbaseline import CROSS_DATASETS, Experiment, start_notebook
 from ovnb.results import paper_vs_ours
@@ -222,27 +222,12 @@ if len(table1):
 # * Table 1: the two-stage model beats the FCN on the other dataset.
 
 # %%
-def per_seed(frame: pd.DataFrame, column: str, label: str, metric: str, **where) -> pd.Series:
-    rows = frame[frame[column] == label]
-    for k, v in where.items():
-        rows = rows[rows[k] == v]
-    return rows.set_index("seed")[metric]
-
-
-claims = [("Table 5", table5, "proposals", "MaskFormer", other, "hIoU", {}) for other in PROPOSAL_ROWS.values()]
-convolutional = "ResNet-101"
-claims.append(("Table 8", table8, "CLIP", "ViT-B/16", convolutional, "hIoU", {}))
-if len(table1):
-    for column in table1["target"].unique():
-        claims.append(("Table 1", table1, "model", "Ours", "FCN", "mIoU", {"target": column}))
-for table, frame, column, better, worse, metric, where in claims:
-    values = {better: per_seed(frame, column, better, metric, **where), worse: per_seed(frame, column, worse, metric, **where)}
-    if any(v.isna().any() for v in values.values()):
-        print(f"{table}: {better} > {worse} on {metric} not judged, undefined on the evaluated images")
-        continue
-    claim = check_order(values, units="seeds", unit_label=f"{metric} points")
-    record.claim(claim, table=table, **where)
-    print(f"{table}: {claim.sentence()}")
+judge_pairs(table5, "proposals", [("MaskFormer", other, "hIoU") for other in PROPOSAL_ROWS.values()], record,
+            table="Table 5")
+judge_pairs(table8, "CLIP", [("ViT-B/16", "ResNet-101", "hIoU")], record, table="Table 8")
+for target in (table1["target"].unique() if len(table1) else []):
+    judge_pairs(table1[table1["target"] == target], "model", [("Ours", "FCN", "mIoU")], record, table="Table 1",
+                target=target)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3))

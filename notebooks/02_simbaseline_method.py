@@ -50,16 +50,15 @@ SPLIT = "coco-stuff-171"  # coco-stuff-171 (156 seen / 15 unseen) or voc-20 (15 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import display
 
 from ovnb import env
-from ovnb.claims import check_order
+from ovnb.claims import judge_pairs
 from ovnb.methods import simbaseline as sb
 from ovnb.reproduce.simbaseline import Experiment, start_notebook
 from ovnb.results import paper_vs_ours
-from ovnb.viz import label_image
+from ovnb.viz import label_image, seed_bars
 
 runner, record = start_notebook("02_simbaseline_method", PROFILE, SEEDS, DATA_ROOT, progress=True,
                                 prepare_data=PREPARE_DATA)
@@ -215,28 +214,12 @@ if SPLIT == "coco-stuff-171":
     display(pd.concat({t: paper_vs_ours(record, "simbaseline", t, PROFILE) for t in ("Table 7", "Table 6")}))
 
 # %%
-def per_seed(clf: str, metric: str) -> pd.Series:
-    return table[table["classifier"] == CLASSIFIERS[clf]].set_index("seed")[metric]
-
-
-claims = {"Table 7: Ensemble > Retrained Vision Enc. (hIoU)": ("hIoU", "ensemble", "generator"),
-          "Table 7: Ensemble > CLIP Vision Enc. (hIoU)": ("hIoU", "ensemble", "clip"),
-          "Table 7: CLIP Vision Enc. > Retrained Vision Enc. (unseen mIoU)": ("mIoU-unseen", "clip", "generator")}
-for title, (metric, better, worse) in claims.items():
-    values = {CLASSIFIERS[better]: per_seed(better, metric), CLASSIFIERS[worse]: per_seed(worse, metric)}
-    if any(v.isna().any() for v in values.values()):  # e.g. no unseen class among a few evaluated images
-        print(f"{title}: not judged, {metric} is undefined on the evaluated images")
-        continue
-    claim = check_order(values, units="seeds", unit_label=f"{metric} points")
-    record.claim(claim, split=split.name, table="Table 7")
-    print(claim.sentence())
+judge_pairs(table, "classifier", [("Ensemble", "Retrained Vision Enc.", "hIoU"), ("Ensemble", "CLIP Vision Enc.", "hIoU"),
+                                  ("CLIP Vision Enc.", "Retrained Vision Enc.", "mIoU-unseen")],
+            record, split=split.name, table="Table 7")
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3))
-long = table.melt(id_vars=["classifier", "seed"], value_vars=["mIoU-seen", "mIoU-unseen", "hIoU"])
-sns.barplot(long, x="variable", y="value", hue="classifier", errorbar="sd", ax=ax)
-ax.set(xlabel="", ylabel="%", title=f"{split.name}, {WEIGHTS} weights, mean ± sd over {len(runner.seeds)} seed(s)")
-ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+seed_bars(table, "classifier", title=f"{split.name}, {WEIGHTS} weights, mean ± sd over {len(runner.seeds)} seed(s)")
 plt.show()
 
 # %% [markdown]
@@ -262,11 +245,8 @@ for s in runner.seeds:
                           note=f"CLIP alone with the {prompt} prompt: {metric} (%)")
 prompt_table = pd.DataFrame(rows)
 display(prompt_table.groupby("prompt", sort=False).agg(["mean", "std"]).drop(columns="seed").round(1))
-values = {p: prompt_table[prompt_table["prompt"] == p].set_index("seed")["hIoU"] for p in ("learned", "manual")}
-if not any(v.isna().any() for v in values.values()):
-    claim = check_order(values, units="seeds", unit_label="hIoU points")
-    record.claim(claim, split=split.name, table="Sec. 4.2 (Tables 7 and 8: learned vs manual prompt)")
-    print(claim.sentence())
+judge_pairs(prompt_table, "prompt", [("learned", "manual", "hIoU")], record, split=split.name,
+            table="Sec. 4.2 (Tables 7 and 8: learned vs manual prompt)")
 
 # %% [markdown]
 # ## Deviations from the official code

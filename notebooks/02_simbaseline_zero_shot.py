@@ -58,12 +58,12 @@ EVALUATE_RELEASED: bool | None = None  # zsseg's released COCO model too; None: 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import display
 
 from ovnb import env
-from ovnb.claims import check_order
+from ovnb.claims import judge_pairs
 from ovnb.results import paper_vs_ours
+from ovnb.viz import seed_bars
 from ovnb.reproduce.simbaseline import Experiment, start_notebook
 
 runner, record = start_notebook("02_simbaseline_zero_shot", PROFILE, SEEDS, DATA_ROOT, progress=True,
@@ -160,28 +160,12 @@ else:
 # * Table 9: the supervised model, which saw the unseen classes, stays above the zero-shot one on them.
 
 # %%
-def per_seed(model: str, metric: str) -> pd.Series:
-    return scores[scores["model"] == model].set_index("seed")[metric]
-
-
-CLAIMS = {"Table 2": [("Ours", "FCN", "mIoU-unseen"), ("Ours+ST", "Ours", "mIoU-unseen")],
-          "Table 9": [("Sup", "Ours", "mIoU-unseen")]}
-for table, pairs in CLAIMS.items():
-    for better, worse, metric in pairs:
-        values = {better: per_seed(better, metric), worse: per_seed(worse, metric)}
-        if any(v.isna().any() for v in values.values()):
-            print(f"{table}: {better} > {worse} on {metric} not judged, undefined on the evaluated images")
-            continue
-        claim = check_order(values, units="seeds", unit_label=f"{metric} points")
-        record.claim(claim, table=table, split=split.name)
-        print(claim.sentence())
+judge_pairs(scores, "model", [("Ours", "FCN", "mIoU-unseen"), ("Ours+ST", "Ours", "mIoU-unseen")], record,
+            table="Table 2", split=split.name)
+judge_pairs(scores, "model", [("Sup", "Ours", "mIoU-unseen")], record, table="Table 9", split=split.name)
 
 # %%
-long = scores.melt(id_vars=["model", "seed"], value_vars=["mIoU-seen", "mIoU-unseen", "hIoU"])
-fig, ax = plt.subplots(figsize=(7, 3))
-sns.barplot(long, x="variable", y="value", hue="model", errorbar="sd", ax=ax)
-ax.set(xlabel="", ylabel="%", title=f"{split.name}, {WEIGHTS} weights, mean ± sd over {len(runner.seeds)} seed(s)")
-ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+seed_bars(scores, "model", title=f"{split.name}, {WEIGHTS} weights, mean ± sd over {len(runner.seeds)} seed(s)")
 plt.show()
 
 # %% [markdown]

@@ -146,3 +146,25 @@ def check_order(values: Mapping[str, object], order: Sequence[str] | None = None
     verdict = "holds" if verdicts == {"holds"} else "reversed" if "reversed" in verdicts else "within noise"
     return OrderingResult(" > ".join(order), order, verdict, tuple(pairs), alpha, units, unit_label,
                           {o: float(series[o].mean()) for o in order})
+
+
+def judge_pairs(frame: pd.DataFrame, by: str, pairs, record=None, seed_column: str = "seed",
+                **context) -> list[OrderingResult]:
+    """Judge ``better > worse`` on ``metric`` for each ``(better, worse, metric)`` of ``pairs``, paired
+    over seeds, from a long table ``frame`` (one row per configuration and seed; the configuration's
+    label in column ``by``). Each verdict is recorded in ``record`` (a ``results.RunRecord``) with
+    ``context`` and its sentence printed (after ``context["table"]`` when given). A pair with an
+    undefined value (NaN, e.g. no unseen class among a few evaluated images) is reported as not judged."""
+    prefix = f"{context['table']}: " if "table" in context else ""
+    out = []
+    for better, worse, metric in pairs:
+        values = {label: frame[frame[by] == label].set_index(seed_column)[metric] for label in (better, worse)}
+        if any(v.isna().any() for v in values.values()):
+            print(f"{prefix}{better} > {worse} on {metric} not judged, undefined on the evaluated images")
+            continue
+        claim = check_order(values, units="seeds", unit_label=f"{metric} points")
+        if record is not None:
+            record.claim(claim, **context)
+        print(prefix + claim.sentence())
+        out.append(claim)
+    return out

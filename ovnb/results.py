@@ -157,7 +157,9 @@ class RunRecord:
     def claim(self, result, **context) -> dict:
         """Record an ordering claim's verdict (a ``claims.OrderingResult``) and return its dict."""
         entry = {**result.to_dict(), "context": context}
-        self.claims = [c for c in self.claims if c["claim"] != entry["claim"]] + [entry]
+        same = (entry["claim"], json.dumps(context, sort_keys=True, default=str))
+        self.claims = [c for c in self.claims
+                       if (c["claim"], json.dumps(c.get("context", {}), sort_keys=True, default=str)) != same] + [entry]
         return entry
 
     @property
@@ -277,9 +279,11 @@ def _best_cells(ours: pd.DataFrame, key: list[str]) -> pd.DataFrame:
 
 
 def claims_frame(records: list[dict] | None = None, profile: str | None = None) -> pd.DataFrame:
-    """Every recorded ordering claim with its verdict and sentence (latest record per notebook and claim)."""
+    """Every recorded ordering claim with its verdict and sentence (latest record per notebook and claim).
+    A claim recorded with context (its table, a target dataset, ...) carries it in its label, so the same
+    ordering judged in two settings stays two claims."""
     records = load_records() if records is None else records
-    rows = [{"notebook": r["notebook"], "profile": r["profile"], "started": r["started"], "claim": c["claim"],
+    rows = [{"notebook": r["notebook"], "profile": r["profile"], "started": r["started"], "claim": _claim_label(c),
              "verdict": c["verdict"], "sentence": c["sentence"], "seeds": r.get("seeds")}
             for r in records for c in r.get("claims", []) if profile is None or r["profile"] == profile]
     columns = ["notebook", "profile", "started", "claim", "verdict", "sentence", "seeds"]
@@ -287,6 +291,15 @@ def claims_frame(records: list[dict] | None = None, profile: str | None = None) 
     if profile is None:
         df = df[df["profile"].isin(STATUS_ORDER)]
     return df.sort_values("started").drop_duplicates(["notebook", "profile", "claim"], keep="last")
+
+
+def _claim_label(claim: dict) -> str:
+    """``"a > b"``, or ``"a > b (Table 1, target=ADE20K (150))"`` with the claim's context (its split left out)."""
+    context = {k: v for k, v in (claim.get("context") or {}).items() if k != "split"}
+    if not context:
+        return claim["claim"]
+    parts = [str(v) if k == "table" else f"{k}={v}" for k, v in context.items()]
+    return f"{claim['claim']} ({', '.join(parts)})"
 
 
 def status_summary(df: pd.DataFrame) -> pd.DataFrame:

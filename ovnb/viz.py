@@ -51,3 +51,18 @@ def label_image(mask: torch.Tensor, num_classes: int, ignore_index: int = 255):
     valid = (m != ignore_index) & (m >= 0) & (m < num_classes)
     out[valid] = colours[m[valid]]
     return out
+
+
+def seed_bars(frame, by: str, metrics=("mIoU-seen", "mIoU-unseen", "hIoU"), title: str = "", ax=None):
+    """Grouped bars of ``metrics`` (columns of ``frame``, one row per configuration and seed) per
+    configuration (column ``by``): the mean over seeds with ± sd whiskers."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    long = frame.melt(id_vars=[by, "seed"], value_vars=list(metrics))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    sns.barplot(long, x="variable", y="value", hue=by, errorbar="sd", ax=ax)
+    ax.set(xlabel="", ylabel="%", title=title)
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    return ax

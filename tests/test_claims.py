@@ -93,3 +93,20 @@ def test_units_must_pair_up():
         check_order({"a": {0: 1.0}}, ["a", "b"])
     with pytest.raises(ValueError, match="at least two"):
         check_order({"a": {0: 1.0}})
+
+
+def test_judge_pairs_pairs_seeds_records_and_skips_undefined_values(build_dir, capsys):
+    import pandas as pd
+
+    from ovnb import results
+    from ovnb.claims import judge_pairs
+
+    frame = pd.DataFrame([{"model": m, "seed": s, "u": v, "h": h}
+                          for m, vals in (("Ours", (10.0, 12.0, 11.0)), ("FCN", (5.0, 6.0, 7.0)))
+                          for s, v, h in zip((0, 1, 2), vals, (1.0, float("nan"), 2.0))])
+    rec = results.RunRecord("02_demo", profile="toy", seeds=[0, 1, 2])
+    judged = judge_pairs(frame, "model", [("Ours", "FCN", "u"), ("Ours", "FCN", "h")], rec, table="Table 2")
+    assert [j.verdict for j in judged] == ["holds"] and judged[0].pairs[0].mean == pytest.approx(5.0)  # (5+6+4)/3
+    assert len(rec.claims) == 1 and rec.claims[0]["context"] == {"table": "Table 2"}
+    out = capsys.readouterr().out
+    assert out.startswith("Table 2: ") and "Ours > FCN on h not judged" in out

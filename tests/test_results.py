@@ -163,3 +163,16 @@ def test_released_weights_show_beside_retrained_ones_and_stand_in_where_alone(bu
     html = book.table_html(results.compare(), "simbaseline", table)
     assert "quick: 30.0 (-7.8)</span><br><span class=\"ovnb-ours\">released: 36.0 (-1.8)</span>" in html
     assert "quick: 35.0 (-4.3)</span></td>" in html, "a released value alone is not repeated"
+
+
+def test_one_ordering_judged_in_two_settings_stays_two_claims(build_dir):
+    from ovnb.claims import check_order
+
+    rec = results.RunRecord("02_demo", profile="toy", seeds=[0, 1, 2])
+    for target, gap in (("A", 10.0), ("B", -10.0)):
+        result = check_order({"Ours": {0: 50.0, 1: 52.0, 2: 51.0}, "FCN": {0: 50.0 - gap, 1: 51.0 - gap, 2: 52.0 - gap}})
+        rec.claim(result, table="Table 1", target=target, split="x")
+    rec.claim(result, table="Table 1", target="B", split="x")  # the same setting again replaces it
+    rec.save()
+    claims = results.claims_frame().set_index("claim")["verdict"].to_dict()
+    assert claims == {"Ours > FCN (Table 1, target=A)": "holds", "Ours > FCN (Table 1, target=B)": "reversed"}
