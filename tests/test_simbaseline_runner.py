@@ -126,3 +126,24 @@ def test_learned_prompts_are_trained_once_kept_and_used_only_by_clip(build_dir):
     assert getattr(runner.model(e), "prompts", None) is None, "the templates come back"
     with pytest.raises(ValueError, match="learned prompts are evaluated with classifier='clip'"):
         runner.evaluate(e, "ensemble", prompts=True)
+
+
+def test_a_cross_dataset_target_gets_its_official_lambda_for_trained_and_released_models(build_dir, monkeypatch):
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment()
+    model = runner.model(e)
+    monkeypatch.setitem(sb.ENSEMBLE_WEIGHTS, "toy-shifted", {"lam": 0.3, "mask_threshold": 0.4})
+    seen = []
+    real = rs.confusion_matrix
+
+    def spy(m, *args, **kwargs):
+        seen.append((m.config.lam, m.config.mask_threshold))
+        return real(m, *args, **kwargs)
+
+    monkeypatch.setattr(rs, "confusion_matrix", spy)
+    monkeypatch.setattr(runner, "released", lambda name: model)  # stands in for a downloaded checkpoint
+    runner.evaluate(e, "ensemble", target="toy-shifted")
+    runner.evaluate_released("zsseg-coco156-cross-dataset", target="toy-shifted")
+    runner.evaluate(e, "ensemble")
+    assert seen == [(0.3, 0.4), (0.3, 0.4), (0.8, 0.5)], "the target's config while it is evaluated, then back"
+    assert (model.config.lam, model.config.mask_threshold) == (0.8, 0.5)
