@@ -89,9 +89,13 @@ def test_cross_dataset_targets_and_classical_proposals_are_checked(build_dir):
     assert shifted.name.endswith("-shifted") and shifted.class_names == runner.test_set(e).class_names
     with pytest.raises(ValueError, match="cross-dataset target 'ade20k-150' is not one of"):
         runner.target_set(e, "ade20k-150")  # a real dataset in a toy profile
-    real = rs.Runner(profiles.load("paper"), workers=1)
-    with pytest.raises(NotImplementedError, match="ade20k-150 loader"):
-        real.target_set(e, "ade20k-150")
+    real = rs.Runner(profiles.load("paper"), data_root=build_dir / "no-data", workers=1)
+    with pytest.raises(NotImplementedError, match="pascal-context-59 loader is not written yet"):
+        real.target_set(e, "pascal-context-59")
+    from ovnb.data.files import DatasetMissingError
+
+    with pytest.raises(DatasetMissingError, match="ovnb data prepare ade20k-150"):
+        real.target_set(e, "ade20k-150")  # a loader exists: the data is missing, and the error says how to get it
     with pytest.raises(ValueError, match="proposals must be one of"):
         runner.evaluate(e, "ensemble", proposals="ucm")
     with pytest.raises(ValueError, match="proposals must be one of"):
