@@ -137,17 +137,20 @@ def test_a_cross_dataset_target_gets_its_official_lambda_for_trained_and_release
     e = rs.Experiment()
     model = runner.model(e)
     monkeypatch.setitem(sb.ENSEMBLE_WEIGHTS, "toy-shifted", {"lam": 0.3, "mask_threshold": 0.4})
-    seen = []
-    real = rs.confusion_matrix
+    seen, first = [], {}
+    segment = model.segment
 
-    def spy(m, *args, **kwargs):
-        seen.append((m.config.lam, m.config.mask_threshold))
-        return real(m, *args, **kwargs)
+    def spy(images, names):  # the configuration the model segments with during an evaluation
+        first.setdefault("config", (model.config.lam, model.config.mask_threshold))
+        return segment(images, names)
 
-    monkeypatch.setattr(rs, "confusion_matrix", spy)
+    monkeypatch.setattr(model, "segment", spy)
     monkeypatch.setattr(runner, "released", lambda name: model)  # stands in for a downloaded checkpoint
-    runner.evaluate(e, "ensemble", target="toy-shifted")
-    runner.evaluate_released("zsseg-coco156-cross-dataset", target="toy-shifted")
-    runner.evaluate(e, "ensemble")
+    for evaluation in (lambda: runner.evaluate(e, "ensemble", target="toy-shifted"),
+                       lambda: runner.evaluate_released("zsseg-coco156-cross-dataset", target="toy-shifted"),
+                       lambda: runner.evaluate(e, "ensemble")):
+        first.clear()
+        evaluation()
+        seen.append(first["config"])
     assert seen == [(0.3, 0.4), (0.3, 0.4), (0.8, 0.5)], "the target's config while it is evaluated, then back"
     assert (model.config.lam, model.config.mask_threshold) == (0.8, 0.5)

@@ -16,8 +16,10 @@ region adjacency graphs:
   every region at each level is a proposal. The original's texture/size/fill similarities and its
   several colour spaces are left out.
 
-Proposals are deduplicated and capped at ``max_proposals`` (default 100, MaskFormer's number of
-queries; the paper does not say how many classical proposals it kept), coarsest levels first.
+Each level continues the merging of the finer one, so the levels nest as a hierarchy does (and
+the finest regions are merged once, not once per level). Proposals are deduplicated and capped at
+``max_proposals`` (default 100, MaskFormer's number of queries; the paper does not say how many
+classical proposals it kept), coarsest levels first.
 """
 
 from __future__ import annotations
@@ -29,23 +31,11 @@ DEFAULT_LEVELS = (0.05, 0.1, 0.2, 0.35, 0.5)
 PROPOSAL_METHODS = ("ucm", "selective-search")
 
 
-def _require_skimage():
-    try:
-        import skimage  # noqa: F401
-    except ImportError as err:  # a core dependency; a clear message if an environment lacks it
-        raise ImportError("classical proposals need scikit-image: pip install scikit-image") from err
-
-
-def _to_numpy(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``[3, H, W]`` (0-255) tensor or ``[H, W, 3]`` array -> float ``[H, W, 3]`` in 0..1."""
-    if torch.is_tensor(image):
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"expected one image [3, H, W], got shape {tuple(image.shape)}")
-        image = image.permute(1, 2, 0).cpu().numpy()
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
-    return image / 255.0 if image.max() > 1.0 else image
+def _to_numpy(image: torch.Tensor) -> np.ndarray:
+    """One ``[3, H, W]`` image (0-255, any dtype) -> float ``[H, W, 3]`` in 0..1."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected one image [3, H, W], got shape {tuple(image.shape)}")
+    return image.permute(1, 2, 0).cpu().double().numpy() / 255.0
 
 
 def _weight_boundary(graph, src, dst, n):
@@ -75,21 +65,25 @@ def _merge_nothing(graph, src, dst):
     pass
 
 
-def _levels(labels: np.ndarray, graph_at, thresholds, merge, weight) -> list[np.ndarray]:
-    """The label maps of the hierarchy at each threshold (coarsest first)."""
+def _levels(labels: np.ndarray, graph_of, thresholds, merge, weight) -> list[np.ndarray]:
+    """The label maps of the hierarchy at each threshold, coarsest first: each level merges on from the
+    previous (finer) one, whose regions form the nodes of ``graph_of(labels)``."""
     from skimage import graph as skgraph
 
     out = []
-    for t in sorted(thresholds, reverse=True):
-        rag = graph_at()
-        out.append(skgraph.merge_hierarchical(labels, rag, thresh=t, rag_copy=False, in_place_merge=True,
-                                              merge_func=merge, weight_func=weight))
-    return out
+    for t in sorted(thresholds):
+        if labels.min() == labels.max():  # one region left: nothing to merge (and no graph to build)
+            out.append(labels)
+            continue
+        labels = skgraph.merge_hierarchical(labels, graph_of(labels), thresh=t, rag_copy=False, in_place_merge=True,
+                                            merge_func=merge, weight_func=weight)
+        out.append(labels)
+    return out[::-1]
 
 
 def _masks(levels: list[np.ndarray], max_proposals: int) -> torch.Tensor:
     seen, masks = set(), []
-    for labels in [*levels]:
+    for labels in levels:
         for value in np.unique(labels):
             mask = labels == value
             key = np.packbits(mask).tobytes()
@@ -108,7 +102,6 @@ def ucm_proposals(image, levels=DEFAULT_LEVELS, marker_level: float = 0.05, max_
     ``levels``: merge thresholds as fractions of the strongest boundary; ``marker_level``: the finest
     over-segmentation floods the gradient from its low plateaus, the connected pieces of
     ``gradient < marker_level * max``."""
-    _require_skimage()
     from scipy import ndimage
     from skimage import filters, graph as skgraph, segmentation
     from skimage.color import rgb2gray
@@ -118,7 +111,7 @@ def ucm_proposals(image, levels=DEFAULT_LEVELS, marker_level: float = 0.05, max_
     scale = float(edges.max()) or 1.0
     markers, _ = ndimage.label(edges < marker_level * scale)
     labels = segmentation.watershed(edges, markers=markers) - 1
-    hierarchy = _levels(labels, lambda: skgraph.rag_boundary(labels, edges), [t * scale for t in levels],
+    hierarchy = _levels(labels, lambda current: skgraph.rag_boundary(current, edges), [t * scale for t in levels],
                         _merge_nothing, _weight_boundary)
     return _masks(hierarchy, max_proposals)
 
@@ -129,13 +122,12 @@ def selective_search_proposals(image, levels=DEFAULT_LEVELS, scale: float = 100.
     Felzenszwalb segments (module docstring). ``levels``: merge thresholds on the Euclidean distance
     of mean RGB colours (0..1 scale); ``scale``/``sigma``/``min_size``: Felzenszwalb's parameters
     (``min_size`` defaults to 0.1 % of the image)."""
-    _require_skimage()
     from skimage import graph as skgraph, segmentation
 
     rgb = _to_numpy(image)
     min_size = min_size or max(4, rgb.shape[0] * rgb.shape[1] // 1000)
     labels = segmentation.felzenszwalb(rgb, scale=scale, sigma=sigma, min_size=min_size)
-    hierarchy = _levels(labels, lambda: skgraph.rag_mean_color(rgb, labels), levels, _merge_mean_color,
+    hierarchy = _levels(labels, lambda current: skgraph.rag_mean_color(rgb, current), levels, _merge_mean_color,
                         _weight_mean_color)
     return _masks(hierarchy, max_proposals)
 

@@ -422,13 +422,8 @@ class Runner:
         spec = {k: v for k, v in (("region_clip", region_clip), ("target", target), ("proposals", proposals),
                                   ("prompts", "learned" if prompts else None)) if v}
 
-        original = {}
-
         def model():
             m = self.model(e)
-            original["config"] = m.config
-            if target in sb.ENSEMBLE_WEIGHTS:  # zsseg's cross-dataset configs: lambda and proposal threshold
-                m.config = replace(m.config, **sb.ENSEMBLE_WEIGHTS[target])
             m.region_clip = self.encoder(region_clip) if region_clip else None
             m.use_prompts(self.prompts(e) if prompts else None)
             return m
@@ -439,7 +434,6 @@ class Runner:
             if e in self.models:
                 self.models[e].region_clip = None
                 self.models[e].use_prompts(None)
-                self.models[e].config = original.get("config", self.models[e].config)
 
     def _kept_scores(self, folder: Path, model, e: Experiment, classifier: str, **spec) -> dict:
         """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images (or
@@ -455,7 +449,8 @@ class Runner:
         t0 = time.perf_counter()
         dataset = self.target_set(e, target)
         matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
-                                  short_edge=spec["short_edge"], proposals=spec.get("proposals"))
+                                  short_edge=spec["short_edge"], proposals=spec.get("proposals"),
+                                  overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))  # a target's official lambda
         split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
         out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
         out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
@@ -484,15 +479,8 @@ class Runner:
         (weights source ``released``)."""
         folder = results.build_dir() / "runs" / self.profile.name / "simbaseline" / name
         spec = {"target": target} if target else {}
-        model = self.released(name)
-        original = model.config
-        if target in sb.ENSEMBLE_WEIGHTS:
-            model.config = replace(original, **sb.ENSEMBLE_WEIGHTS[target])
-        try:
-            return self._kept_scores(folder, lambda: model, Experiment("coco-stuff-171"), classifier, released=name,
-                                     **spec)
-        finally:
-            model.config = original
+        return self._kept_scores(folder, lambda: self.released(name), Experiment("coco-stuff-171"), classifier,
+                                 released=name, **spec)
 
     def weights_source(self) -> str:
         return {"toy": "toy", "random": "random"}.get(self.profile.weights, "retrained")
@@ -526,10 +514,15 @@ def resize_shortest_edge(image: torch.Tensor, edge: int | None, max_size: int | 
 def segment_at(model: sb.SimBaseline, image: torch.Tensor, names, short_edge: int | None, size) -> torch.Tensor:
     """Eq. (2) scores ``[C, *size]`` of one image ``[3, H, W]``, segmented at the test resize."""
     x = resize_shortest_edge(image[None].to(next(model.generator.parameters()).device), short_edge)
-    scores = model.segment(x, list(names))[0]
-    if tuple(scores.shape[-2:]) != tuple(size):
-        scores = torch.nn.functional.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
-    return scores
+    return to_size(model.segment(x, list(names))[0], size)
+
+
+def to_size(scores: torch.Tensor, size) -> torch.Tensor:
+    """Eq. (2) scores ``[C, h, w]`` resized (bilinear) to a mask's ``size`` (detectron2's
+    ``sem_seg_postprocess``); unchanged when they have it already."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return torch.nn.functional.interpolate(scores[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
 
 
 class PseudoLabelled(torch.utils.data.Dataset):
@@ -553,45 +546,40 @@ class PseudoLabelled(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                     short_edge: int | None = None, proposals: str | None = None):
+                     short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
     """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
     images ``indices``: each image resized to ``short_edge`` (the official test size: COCO 640, VOC 512;
     the proposals' crops are cut from the resized image), segmented with every class name (generalized
-    zero-shot), the Eq. (2) scores resized back to the image (detectron2's ``sem_seg_postprocess``) and
-    the prediction their argmax. ``proposals``: Table 5's classical proposals of each resized image,
-    classified by CLIP alone (``SimBaseline.classify_masks``), replace the generator's."""
+    zero-shot), the Eq. (2) scores resized back to the image (``to_size``) and the prediction their
+    argmax. ``proposals``: Table 5's classical proposals of each resized image, classified by CLIP alone
+    (``SimBaseline.classify_masks``), replace the generator's. ``overrides``: configuration fields for
+    this evaluation only (a cross-dataset target's official λ and mask threshold)."""
     from tqdm.auto import tqdm
 
     from ..metrics import ConfusionMatrix
+    from ..methods.classical_proposals import proposals as classical
 
     names = list(dataset.class_names)
     matrix = ConfusionMatrix(len(names))
+    device = next(model.generator.parameters()).device
     original = model.config
+    chosen = {} if classifier == "oracle" else {"classifier": classifier}
+    model.config = replace(original, **chosen, **(overrides or {}))
     try:
-        if classifier != "oracle":
-            model.config = replace(original, classifier=classifier)
         for i in tqdm(indices, desc=f"SimBaseline ({classifier})", disable=not progress, leave=False):
             sample = dataset[i]
+            image = resize_shortest_edge(sample["image"][None].to(device), short_edge)
             if classifier == "oracle":
-                image = sample["image"][None].to(next(model.generator.parameters()).device)
-                _, masks, _ = model.proposals(resize_shortest_edge(image, short_edge), names)
-                gt = sample["mask"].to(masks.device)
+                _, masks, _ = model.proposals(image, names)
+                gt = sample["mask"].to(device)
                 gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
                 binary = sb.binarize(masks[0], model.config.mask_threshold)
                 scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
-                scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
-                                                         align_corners=False)[0]
             elif proposals is not None:
-                from ..methods.classical_proposals import proposals as classical
-
-                image = resize_shortest_edge(sample["image"][None].float(), short_edge)[0]
-                image = image.to(next(model.generator.parameters()).device)
-                scores = model.classify_masks(image, classical(proposals, image), names)
-                scores = torch.nn.functional.interpolate(scores[None], size=sample["mask"].shape, mode="bilinear",
-                                                         align_corners=False)[0]
+                scores = model.classify_masks(image[0], classical(proposals, image[0]), names)
             else:
-                scores = segment_at(model, sample["image"], names, short_edge, sample["mask"].shape)
-            matrix.update(scores.argmax(0).cpu(), sample["mask"])
+                scores = model.segment(image, names)[0]
+            matrix.update(to_size(scores, sample["mask"].shape).argmax(0).cpu(), sample["mask"])
     finally:
         model.config = original
     return matrix
