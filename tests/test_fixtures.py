@@ -163,3 +163,54 @@ def test_cityscapes_19_maps_label_ids_to_train_ids_and_ignores_the_rest(root):
     assert every == set(range(19)) | {255}
     with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare cityscapes-19"):
         semseg.cityscapes(root / "nowhere")
+
+
+def test_pascal_context_reads_the_label_map_for_59_and_459_classes(root):
+    """PC-59 keeps the 59 frequent labels of the 459 (in label order) and ignores the rest; PC-459 is
+    label - 1; 0 (unlabeled) is ignored in both. Checked against the .mat files by hand."""
+    import torch
+    from scipy.io import loadmat
+
+    from ovnb.data import semseg
+
+    pc59, pc459 = semseg.pascal_context(root, "val", 59), semseg.pascal_context(root, "val", 459)
+    assert len(pc59) == 16 and len(semseg.pascal_context(root, "train")) == 2 and pc59.keys == pc459.keys
+    names59, names459 = semseg.split("pascal-context-59").class_names, semseg.split("pascal-context-459").class_names
+    assert (names59[0], names59[49], names59[58]) == ("aeroplane", "diningtable", "wood")
+    assert (names459[0], names459[1], names459[457]) == ("accordion", "aeroplane", "wood")
+    # a few labels of labels.txt by hand: 2 aeroplane, 397 table, 458 wood; 1 accordion is not among the 59
+    by_hand = {2: 0, 397: 49, 458: 58}
+    every = set()
+    for i in range(len(pc59)):
+        stored = torch.from_numpy(loadmat(root / "VOCdevkit" / "VOC2010" / "trainval" / f"{pc59.keys[i]}.mat")
+                                  ["LabelMap"].astype("int64"))
+        m59, m459 = pc59[i]["mask"], pc459[i]["mask"]
+        assert torch.equal(m459, torch.where(stored == 0, torch.tensor(255), stored - 1))
+        for label, contiguous in by_hand.items():
+            assert bool((m59[stored == label] == contiguous).all())
+        assert bool((m59[(stored == 0) | (stored == 1) | (stored == 3) | (stored == 459)] == 255).all())
+        every |= set(torch.unique(m59).tolist())
+    assert every == set(range(59)) | {255}
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare pascal-context"):
+        semseg.pascal_context(root / "nowhere")
+    with pytest.raises(ValueError, match="classes must be 59 or 459"):
+        semseg.pascal_context(root, "val", 60)
+
+
+def test_ade20k_847_reads_sixteen_bit_train_ids(root):
+    import torch
+
+    from ovnb.data import semseg
+    from ovnb.data.files import read_mask
+
+    val = semseg.ade20k_full(root)
+    names = semseg.split("ade20k-847").class_names
+    assert len(names) == 847 and names[0] == "wall" and names[846] == "adding machine, totalizer, totaliser"
+    stored = read_mask(root / "ADE20K_2021_17_01" / "annotations_detectron2" / "validation" / "ADE_val_00000106.png")
+    assert set(stored.unique().tolist()) == {840, 841, 842, 843, 844, 845, 846, 65535}  # 16 bits read as stored
+    every = set()
+    for i in range(len(val)):
+        every |= set(torch.unique(val[i]["mask"]).tolist())
+    assert every == set(range(847)) | {255}
+    with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare ade20k-847"):
+        semseg.ade20k_full(root / "nowhere")

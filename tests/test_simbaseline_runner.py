@@ -67,7 +67,7 @@ def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
 def test_voc_runs_the_official_fraction_of_a_shortened_coco_schedule():
     coco, voc = rs.Experiment("coco-stuff-171"), rs.Experiment("voc-20")
     toy = rs.Runner(profiles.load("toy"), workers=1)
-    assert (toy.settings(coco).iterations, toy.settings(voc).iterations) == (300, 100)  # 300 * 20k / 60k
+    assert (toy.settings(coco).iterations, toy.settings(voc).iterations) == (200, 67)  # 200 * 20k / 60k, rounded
     assert rs.Runner(smoke(), workers=1).settings(voc).iterations == 1  # never below one step
     paper = rs.Runner(profiles.load("paper"), workers=1)
     assert (paper.settings(coco).iterations, paper.settings(coco).batch_size) == (60_000, 32)
@@ -90,12 +90,12 @@ def test_cross_dataset_targets_and_classical_proposals_are_checked(build_dir):
     with pytest.raises(ValueError, match="cross-dataset target 'ade20k-150' is not one of"):
         runner.target_set(e, "ade20k-150")  # a real dataset in a toy profile
     real = rs.Runner(profiles.load("paper"), data_root=build_dir / "no-data", workers=1)
-    with pytest.raises(NotImplementedError, match="pascal-context-59 loader is not written yet"):
-        real.target_set(e, "pascal-context-59")
     from ovnb.data.files import DatasetMissingError
 
-    with pytest.raises(DatasetMissingError, match="ovnb data prepare ade20k-150"):
-        real.target_set(e, "ade20k-150")  # a loader exists: the data is missing, and the error says how to get it
+    for target, dataset in (("ade20k-150", "ade20k-150"), ("pascal-context-59", "pascal-context"),
+                            ("ade20k-847", "ade20k-847"), ("cityscapes-19", "cityscapes-19")):
+        with pytest.raises(DatasetMissingError, match=f"ovnb data prepare {dataset} "):
+            real.target_set(e, target)  # the data is missing, and the error says how to get it
     with pytest.raises(ValueError, match="proposals must be one of"):
         runner.evaluate(e, "ensemble", proposals="ucm")
     with pytest.raises(ValueError, match="proposals must be one of"):
@@ -125,11 +125,42 @@ def test_learned_prompts_are_trained_once_kept_and_used_only_by_clip(build_dir):
     assert runner.is_done("prompts", e) and runner.is_trained(e)
     first = runner.prompts(e).prefix.detach().clone()
     assert torch.equal(rs.Runner(smoke(), workers=1).prompts(e).prefix, first), "a finished run is loaded, not retrained"
-    manual, learned = runner.evaluate(e, "clip"), runner.evaluate(e, "clip", prompts=True)
+    manual, learned = runner.evaluate(e, "clip"), runner.evaluate(e, "clip", prompts="learned")
+    same = runner.evaluate(e, "clip", prompts="manual")  # the experiment's own text side: the one kept evaluation
+    assert same["eval_s"] == manual["eval_s"] and same["per_class"] == manual["per_class"]
     assert manual["per_class"] != learned["per_class"], "the learned vectors change what CLIP names"
     assert getattr(runner.model(e), "prompts", None) is None, "the templates come back"
-    with pytest.raises(ValueError, match="learned prompts are evaluated with classifier='clip'"):
-        runner.evaluate(e, "ensemble", prompts=True)
+    with pytest.raises(ValueError, match="prompts must be one of .* with classifier='clip'"):
+        runner.evaluate(e, "ensemble", prompts="learned")
+    with pytest.raises(ValueError, match="got 'lerned'"):
+        runner.evaluate(e, "clip", prompts="lerned")
+
+
+def test_a_learned_prompt_experiment_trains_after_its_prompts_and_names_classes_with_them(build_dir, monkeypatch):
+    """``prompt="learned"``: the prompts are trained first (then the teacher, then its self-training
+    student), the class head learns against them, and both branches keep using them after an evaluation."""
+    with pytest.raises(ValueError, match="prompt must be one of \\('manual', 'learned'\\), got 'lerned'"):
+        rs.Experiment(prompt="lerned")
+    runner = rs.Runner(smoke(), workers=1)
+    student = rs.Experiment(prompt="learned", self_training=True)
+    e = student.teacher
+    assert runner.run_dir(e) != runner.run_dir(rs.Experiment()) and runner.prompt_dir(e) == runner.prompt_dir(rs.Experiment())
+    done = []
+    real_job = runner.job
+    monkeypatch.setattr(runner, "job", lambda kind, x: (done.append((kind, x)), real_job(kind, x)))
+    runner.train_all([student])
+    assert done == [("prompts", e), ("model", e), ("model", student)]
+    names = list(runner.split(e).class_names[:3])
+    expected = runner.prompts(e)(names)  # the learned prefix before the names, read at EOS
+    model = runner.model(e)
+    assert torch.allclose(model.text_embeddings(names), expected)
+    assert not torch.allclose(expected, model.clip.embed_text(names, model.config.templates).float(), atol=1e-3)
+    runner.evaluate(e, "ensemble")
+    assert runner.model(e).prompts is runner.prompts(e), "an evaluation leaves the experiment's own prompts in place"
+    manual = runner.evaluate(e, "clip", prompts="manual")  # the same proposals named with the templates
+    assert manual["per_class"] != runner.evaluate(e, "clip")["per_class"]
+    assert runner.model(e).prompts is runner.prompts(e)
+    assert runner.prompt == "manual" and rs.Runner(profiles.load("dryrun"), workers=1).prompt == "learned"
 
 
 def test_a_cross_dataset_target_gets_its_official_lambda_for_trained_and_released_models(build_dir, monkeypatch):

@@ -43,8 +43,8 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 def read_mask(path: Path) -> torch.Tensor:
-    """A single-channel label PNG as int64 ``[H, W]`` (its stored values, unchanged)."""
+    """A single-channel label PNG (8 or 16 bits) as int64 ``[H, W]`` (its stored values, unchanged)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im, dtype=np.uint8).astype(np.int64))
+        return torch.from_numpy(np.asarray(im).astype(np.int64))

@@ -14,6 +14,8 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
 * ``coco_stuff(root)``: ``coco/{train2017,val2017}/*.jpg`` and ``coco/stuffthingmaps/<set>/*.png``.
 * ``ade20k(root)``: ``ADEChallengeData2016/{images,annotations}/{training,validation}/*``.
 * ``cityscapes(root)``: ``cityscapes/{leftImg8bit,gtFine}/{train,val}/<city>/*``.
+* ``pascal_context(root)``: ``VOCdevkit/VOC2010/{JPEGImages,ImageSets/Main,trainval/*.mat}``.
+* ``ade20k_full(root)``: ``ADE20K_2021_17_01/{images,annotations}_detectron2/validation/*`` (converted).
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -184,8 +186,62 @@ def cityscapes(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     return scenes
 
 
+def pascal_context(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """PASCAL-Context as its two archives ship it: VOC 2010 images with ``ImageSets/Main/{train,val}.txt``
+    and one ``trainval/<id>.mat`` per image whose 16-bit ``LabelMap`` holds labels 1..459 (0 =
+    unlabeled); returns ``<image set>/<id>`` -> labels. The val images hold all 59 frequent labels, four
+    per image, beside labels outside the 59 (ignored there, classes of PC-459)."""
+    from scipy.io import savemat
+
+    from .semseg import _classes
+
+    root = Path(root)
+    base = root / "VOCdevkit" / "VOC2010"
+    rng = np.random.default_rng(seed)
+    frequent = [label for label, _ in _classes()["pascal_context_59"]]
+    others = [1, 3, 459]  # accordion, air conditioner and the last label: not among the 59
+    groups = {"val": [frequent[k:k + 4] for k in range(0, 59, 4)] + [others], "train": [[2, 1], [259]]}
+    scenes: dict[str, list[int]] = {}
+    for image_set, sets in groups.items():
+        keys = []
+        for i, labels in enumerate(sets):
+            key = f"2008_{(1 if image_set == 'train' else 5) * 1000 + i:06d}"
+            image, mask = _scene(rng, list(range(1, len(labels) + 1)), SIZES[i % len(SIZES)])
+            label_map_ = np.zeros(mask.shape, np.uint16)  # the unlabeled border and gaps: 0
+            for k, label in enumerate(labels):
+                label_map_[mask == k + 1] = label
+            _save(base / "JPEGImages" / f"{key}.jpg", image)
+            (base / "trainval").mkdir(parents=True, exist_ok=True)
+            savemat(base / "trainval" / f"{key}.mat", {"LabelMap": label_map_})
+            scenes[f"{image_set}/{key}"] = labels
+            keys.append(key)
+        (base / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+        (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("\n".join(keys) + "\n")
+    return scenes
+
+
+def ade20k_full(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """ADE20K-847 as ``ovnb data prepare ade20k-847`` converts it (16-bit train ids 0..846, 65535 =
+    none of them); returns ``validation/<name>`` -> train ids. Every class appears, eight per image."""
+    root = Path(root)
+    base = root / "ADE20K_2021_17_01"
+    rng = np.random.default_rng(seed)
+    scenes: dict[str, list[int]] = {}
+    for i, start in enumerate(range(0, 847, 8)):
+        ids = list(range(start, min(start + 8, 847)))
+        name = f"ADE_val_{i + 1:08d}"
+        image, mask = _scene(rng, list(range(1, len(ids) + 1)), (24, 64))  # wide: eight classes side by side
+        stored = np.full(mask.shape, 65535, np.uint16)
+        for k, train_id in enumerate(ids):
+            stored[mask == k + 1] = train_id
+        _save(base / "images_detectron2" / "validation" / f"{name}.jpg", image)
+        _save(base / "annotations_detectron2" / "validation" / f"{name}.png", stored)
+        scenes[f"validation/{name}"] = ids
+    return scenes
+
+
 FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k,
-            "cityscapes-19": cityscapes}
+            "cityscapes-19": cityscapes, "pascal-context": pascal_context, "ade20k-847": ade20k_full}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:

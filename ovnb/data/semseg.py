@@ -14,6 +14,11 @@ and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protoco
   0 ("other") -> 255; a cross-dataset target only (no seen/unseen split: every class is named).
 * ``cityscapes-19``: Cityscapes' 19 evaluation classes from the ``*_gtFine_labelIds.png`` ids (7 road ...
   33 bicycle -> 0..18, every other id -> 255); a cross-dataset target only.
+* ``pascal-context-59`` / ``pascal-context-459``: PASCAL-Context (VOC 2010 images) from its ``LabelMap``
+  (``trainval/*.mat``, labels 1..459, 0 = unlabeled): the 59 frequent classes (every other label
+  ignored, as the Detail API's 59-class masks have it) or all 459 (label - 1). Cross-dataset targets.
+* ``ade20k-847``: ADE20K-full's 847 classes, masks as ``ovnb data prepare ade20k-847`` converts them
+  (16-bit, train id 0..846, 65535 = not one of them -> 255). A cross-dataset target.
 * ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
   with 7 unseen (things and stuff, like COCO-Stuff), or the 48 things with 12 unseen and stuff as
   ignored background (like VOC).
@@ -82,6 +87,12 @@ def split(name: str) -> Split:
         return _from_names(name, [n.strip() for n in _classes()["ade20k_150"]], [])
     if name == "cityscapes-19":
         return _from_names(name, [n for _, n in _classes()["cityscapes_19"]], [])
+    if name == "pascal-context-59":
+        return _from_names(name, [n for _, n in _classes()["pascal_context_59"]], [])
+    if name == "pascal-context-459":
+        return _from_names(name, _classes()["pascal_context_459"], [])
+    if name == "ade20k-847":
+        return _from_names(name, [n for _, n in _classes()["ade20k_847"]], [])
     if name in ("toy-zero-shot", "toy-voc"):
         from .toy_world import splits, vocabulary
 
@@ -91,13 +102,16 @@ def split(name: str) -> Split:
     raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
 
 
-SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "toy-zero-shot", "toy-voc")
+SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "pascal-context-59", "pascal-context-459",
+          "ade20k-847", "toy-zero-shot", "toy-voc")
+WIDE = ("pascal-context-59", "pascal-context-459", "ade20k-847")  # masks stored with 16 bits
 
 
 def label_map(name: str) -> torch.Tensor:
-    """A 256-entry lookup table from a dataset's stored mask values to contiguous ids (255 elsewhere):
-    ``label_map(name)[mask.long()]`` converts a whole mask."""
-    table = torch.full((256,), IGNORE_INDEX, dtype=torch.long)
+    """A lookup table from a dataset's stored mask values to contiguous ids (255 elsewhere), with 256
+    entries (65,536 for the datasets stored with 16 bits, ``WIDE``): ``label_map(name)[mask.long()]``
+    converts a whole mask."""
+    table = torch.full((65536 if name in WIDE else 256,), IGNORE_INDEX, dtype=torch.long)
     if name == "coco-stuff-171":
         for contiguous, (stored, _) in enumerate(_classes()["coco_stuff_171"]):
             table[stored] = contiguous
@@ -108,6 +122,13 @@ def label_map(name: str) -> torch.Tensor:
     elif name == "cityscapes-19":
         for contiguous, (label_id, _) in enumerate(_classes()["cityscapes_19"]):
             table[label_id] = contiguous
+    elif name == "pascal-context-59":
+        for contiguous, (label, _) in enumerate(_classes()["pascal_context_59"]):
+            table[label] = contiguous
+    elif name == "pascal-context-459":
+        table[1:460] = torch.arange(459)  # 0 (unlabeled) -> ignored
+    elif name == "ade20k-847":
+        table[:847] = torch.arange(847)  # converted to train ids by the preparation; 65535 -> ignored
     elif name in ("toy-zero-shot", "toy-voc"):  # toy-voc holds the things only: stuff (background) -> ignored
         count = len(split(name).class_names)
         table[:count] = torch.arange(count)
@@ -134,7 +155,8 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 
 # what ``ovnb data prepare`` must lay out for each split's images
 NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
-         "cityscapes-19": ("cityscapes-19",)}
+         "cityscapes-19": ("cityscapes-19",), "pascal-context-59": ("pascal-context",),
+         "pascal-context-459": ("pascal-context",), "ade20k-847": ("ade20k-847",)}
 
 
 class SemSegImages(torch.utils.data.Dataset):
@@ -152,7 +174,7 @@ class SemSegImages(torch.utils.data.Dataset):
     def read(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The image and its mask in contiguous ids (before the unseen-pixel rule)."""
         image, stored = self.load(key)
-        return image, self.table[stored.clamp(0, 255)]
+        return image, self.table[stored.clamp(0, len(self.table) - 1)]
 
     def __getitem__(self, index: int) -> dict:
         key = self.keys[index]
@@ -178,8 +200,13 @@ def _kept(dataset: SemSegImages, index_path: Path | None) -> list[int]:
     keep = [i for i, key in enumerate(tqdm(dataset.keys, desc=f"{dataset.name}: images with seen pixels",
                                            leave=False, disable=len(dataset.keys) < 1000))
             if has_seen_pixels(training_mask(dataset.read(key)[1], dataset.split.unseen))]
-    if index_path is not None:
-        index_path.write_text(json.dumps(keep))
+    if index_path is not None:  # atomically: processes scanning side by side never read half a file
+        import os
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", dir=index_path.parent, suffix=".part", delete=False) as f:
+            f.write(json.dumps(keep))
+        os.replace(f.name, index_path)
     return keep
 
 
@@ -275,6 +302,56 @@ def cityscapes(root: str | Path, image_set: str = "val") -> SemSegImages:
     return SemSegImages(keys, load, split("cityscapes-19"), label_map("cityscapes-19"), f"cityscapes-{image_set}")
 
 
+def pascal_context(root: str | Path, image_set: str = "val", classes: int = 59) -> SemSegImages:
+    """PASCAL-Context from ``root/VOCdevkit/VOC2010`` (``ovnb data prepare pascal-context``): ``"val"``
+    the 5,105 images of VOC 2010's ``ImageSets/Main/val.txt``, ``"train"`` the 4,998 of ``train.txt``,
+    with 59 or all 459 classes. Masks are read from the ``LabelMap`` of ``trainval/<id>.mat``."""
+    from .files import read_image, require
+
+    if image_set not in ("train", "val"):
+        raise ValueError(f"image_set must be 'train' or 'val', got {image_set!r}")
+    if classes not in (59, 459):
+        raise ValueError(f"classes must be 59 or 459, got {classes!r}")
+    name = f"pascal-context-{classes}"
+    base = require(Path(root) / "VOCdevkit" / "VOC2010", NEEDS[name], Path(root), "VOC2010", f"{name}: ",
+                   "ovnb.data.prepare.pascal_context")
+    labels = require(base / "trainval", NEEDS[name], Path(root), "PASCAL-Context's trainval/*.mat", f"{name}: ",
+                     "ovnb.data.prepare.pascal_context")
+    listing = require(base / "ImageSets" / "Main" / f"{image_set}.txt", NEEDS[name], Path(root),
+                      f"ImageSets/Main/{image_set}.txt", f"{name}: ", "ovnb.data.prepare.pascal_context")
+    keys = [k for k in listing.read_text().split() if (labels / f"{k}.mat").is_file()]
+
+    def load(key):
+        from scipy.io import loadmat
+
+        label_map_ = loadmat(labels / f"{key}.mat")["LabelMap"]
+        return read_image(base / "JPEGImages" / f"{key}.jpg"), torch.from_numpy(label_map_.astype("int64"))
+
+    return SemSegImages(keys, load, split(name), label_map(name), f"{name}-{image_set}")
+
+
+def ade20k_full(root: str | Path, image_set: str = "validation") -> SemSegImages:
+    """ADE20K-full's 847 classes from ``root/ADE20K_2021_17_01`` as ``ovnb data prepare ade20k-847``
+    converts them (``images_detectron2`` / ``annotations_detectron2``): ``"validation"``, the 2,000
+    images of ADE20K's validation set."""
+    from .files import read_image, read_mask, require
+
+    if image_set not in ("training", "validation"):
+        raise ValueError(f"image_set must be 'training' or 'validation', got {image_set!r}")
+    base = require(Path(root) / "ADE20K_2021_17_01", NEEDS["ade20k-847"], Path(root), "ADE20K_2021_17_01",
+                   "ade20k-847: ", "ovnb.data.prepare.ade20k_full")
+    images = require(base / "images_detectron2" / image_set, NEEDS["ade20k-847"], Path(root),
+                     f"images_detectron2/{image_set}", "ade20k-847: ", "ovnb.data.prepare.ade20k_full")
+    masks = require(base / "annotations_detectron2" / image_set, NEEDS["ade20k-847"], Path(root),
+                    f"annotations_detectron2/{image_set}", "ade20k-847: ", "ovnb.data.prepare.ade20k_full")
+    keys = sorted(p.stem for p in masks.glob("*.png"))
+
+    def load(key):
+        return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
+
+    return SemSegImages(keys, load, split("ade20k-847"), label_map("ade20k-847"), f"ade20k-847-{image_set}")
+
+
 def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: int = 1000, seed: int = 0,
         training: bool = False, shifted: bool = False) -> SemSegImages:
     """The toy world's analogue of a benchmark split (``toy-zero-shot``: COCO-Stuff-like, ``toy-voc``:
@@ -289,6 +366,12 @@ def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: i
         sample = world[int(key)]
         return sample["image"], sample["mask"]
 
-    ds = SemSegImages([str(i) for i in range(images)], load, split(split_name), label_map(split_name),
-                      f"{split_name}-{world_split}{'-shifted' if shifted else ''}")
-    return _finish(ds, training, None)
+    name = f"{split_name}-{world_split}{'-shifted' if shifted else ''}"
+    ds = SemSegImages([str(i) for i in range(images)], load, split(split_name), label_map(split_name), name)
+    index = None
+    if training:  # the world is drawn from its seed: the kept images are too (one scan per build, not per process)
+        from ..results import build_dir
+
+        index = build_dir() / "cache" / f"toy-seen-{name}-{images}-{seed}.json"
+        index.parent.mkdir(parents=True, exist_ok=True)
+    return _finish(ds, training, index)

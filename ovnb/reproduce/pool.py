@@ -40,19 +40,41 @@ class WorkerPool:
         self.executor = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                     initializer=_start, initargs=(factory,))
 
-    def run(self, method: str, jobs: list[tuple], description: str = "runs") -> None:
-        """Call ``runner.<method>(*job)`` for every job, at most ``workers`` at a time."""
+    def run(self, method: str, jobs: list[tuple], description: str = "runs", needs=None) -> None:
+        """Call ``runner.<method>(*job)`` for every job, at most ``workers`` at a time, in the order
+        given. ``needs(job)``: the jobs (of ``jobs``) that must finish before ``job`` starts; a job is
+        handed to a process as soon as they have, so no process idles while work is ready."""
         from tqdm.auto import tqdm
 
-        pending = [self.executor.submit(_call, method, job) for job in jobs]
+        jobs = list(jobs)
+        index = {job: i for i, job in enumerate(jobs)}
+        waiting = {i: {index[n] for n in (needs(job) if needs else ()) if n in index} for i, job in enumerate(jobs)}
+        running: dict = {}
+        finished: set[int] = set()
+
+        def submit_ready():
+            for i in [i for i, wait in waiting.items() if wait <= finished]:
+                del waiting[i]
+                running[self.executor.submit(_call, method, jobs[i])] = i
+
+        bar = tqdm(total=len(jobs), leave=False, desc=f"{description} on {self.workers} processes")
         try:
-            for done in tqdm(futures.as_completed(pending), total=len(pending), leave=False,
-                             desc=f"{description} on {self.workers} processes"):
-                done.result()
+            submit_ready()
+            while running:
+                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for f in done:
+                    f.result()
+                    finished.add(running.pop(f))
+                    bar.update()
+                submit_ready()
+            if waiting:
+                raise RuntimeError(f"jobs wait on each other: {[jobs[i] for i in waiting]}")
         except BaseException:
-            for f in pending:
+            for f in running:
                 f.cancel()
             raise
+        finally:
+            bar.close()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

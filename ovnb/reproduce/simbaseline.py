@@ -40,11 +40,15 @@ TOY_SPLITS = {"coco-stuff-171": "toy-zero-shot", "voc-20": "toy-voc"}
 CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
 # Table 1's cross-dataset test sets (the model trained on COCO-Stuff's seen classes, every class of
 # the target named); the toy profile's analogue is the shifted toy world (sizes, palette, textures)
-CROSS_DATASETS = ("cityscapes-19", "pascal-context-59", "ade20k-150", "ade20k-847")
+CROSS_DATASETS = ("cityscapes-19", "pascal-context-59", "ade20k-150", "ade20k-847")  # Table 1, in its order
 CROSS_LOADERS = {"ade20k-150": lambda root: semseg.ade20k(root, "validation"),
-                 "cityscapes-19": lambda root: semseg.cityscapes(root, "val")}  # the others: not written yet
-CROSS_TEST_SIZE = {"ade20k-150": 512, "cityscapes-19": 1024}  # shortest edge at test (MaskFormer's configs)
+                 "cityscapes-19": lambda root: semseg.cityscapes(root, "val"),
+                 "pascal-context-59": lambda root: semseg.pascal_context(root, "val", 59),
+                 "ade20k-847": lambda root: semseg.ade20k_full(root, "validation")}
+# shortest edge at test: zsseg's cross-dataset configs (512); Cityscapes has none there, MaskFormer's 1024
+CROSS_TEST_SIZE = {"ade20k-150": 512, "cityscapes-19": 1024, "pascal-context-59": 512, "ade20k-847": 512}
 TOY_CROSS_DATASETS = ("toy-shifted",)
+PROMPTS = ("manual", "learned")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ class Experiment:
     """One trained model: ``head`` ``maskformer`` (SimBaseline's proposal generator) or ``fcn`` (Sec. 5's
     per-pixel baseline); ``vocabulary`` ``seen`` (zero-shot training) or ``all`` ("Sup" of Tables
     9-10); ``self_training``: retrained on the pseudo-labels of the same configuration without it
-    ("+ST" of Tables 2-3, ``Runner.pseudo_labels``)."""
+    ("+ST" of Tables 2-3, ``Runner.pseudo_labels``); ``prompt``: how both branches name the classes,
+    with the configuration's hand-made templates (``manual``) or with the learned prompts of Sec. 4.2
+    (``learned``: ``Runner.prompts(e)``, trained before the generator and frozen; what the paper's main
+    tables and zsseg's zero-shot configs use)."""
 
     split: str = "coco-stuff-171"  # the benchmark (toy profiles use its toy analogue, TOY_SPLITS)
     vocabulary: str = "seen"
@@ -60,6 +67,7 @@ class Experiment:
     self_training: bool = False
     seed: int = 0
     clip: str | None = None  # Table 4: the vision-language model (class head + region classifier); None: the default
+    prompt: str = "manual"
 
     def __post_init__(self):
         if self.split not in TOY_SPLITS:
@@ -68,6 +76,8 @@ class Experiment:
             raise ValueError(f"vocabulary must be 'seen' or 'all', got {self.vocabulary!r}")
         if self.head not in sb.HEADS:
             raise ValueError(f"head must be one of {sb.HEADS}, got {self.head!r}")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {self.prompt!r}")
         if self.self_training and self.vocabulary != "seen":
             raise ValueError("self-training starts from a model trained on the seen classes (vocabulary='seen')")
 
@@ -77,7 +87,8 @@ class Experiment:
         return replace(self, self_training=False)
 
     def key(self, extra: dict) -> str:
-        fields = {k: v for k, v in asdict(self).items() if not (k == "clip" and v is None)}  # older keys stay valid
+        defaults = {"clip": None, "prompt": "manual"}  # fields added later: older keys stay valid
+        fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         text = json.dumps({**fields, **extra}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -107,12 +118,18 @@ class Runner:
             raise ValueError("SEEDS is empty: give at least one training seed, e.g. [0]")
         # None: the official schedule of the split (COCO 60k x 32, VOC 20k x 16)
         self.iterations = profile.get("simbaseline.iterations", profile.train_iterations)
+        # how the main experiments name classes (Experiment.prompt): the paper's learned prompts, unless
+        # the profile says otherwise (toy: the manual prompt, for the CPU budget)
+        self.prompt = profile.get("simbaseline.prompt", "learned")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"simbaseline.prompt must be one of {PROMPTS}, got {self.prompt!r}")
         self.batch_size = profile.get("simbaseline.batch_size")
         self.eval_images = profile.eval_images
         self.workers = min(profile.workers if workers is None else int(workers), os.cpu_count() or 1)
         self.encoders: dict = {}
         self.datasets: dict = {}
         self.models: dict = {}
+        self._prompts: dict = {}
         self._pool = None
 
     # -- data ------------------------------------------------------------------------------------
@@ -164,12 +181,8 @@ class Runner:
         if key not in self.datasets:
             if target == "toy-shifted":
                 self.datasets[key] = semseg.toy(TOY_SPLITS[e.split], "test", TOY_TEST_IMAGES, shifted=True)
-            elif target in CROSS_LOADERS:
-                self.datasets[key] = self._load(lambda: CROSS_LOADERS[target](self.data_root))
             else:
-                raise NotImplementedError(
-                    f"the {target} loader is not written yet (loaders exist for {', '.join(CROSS_LOADERS)}): "
-                    "Table 1's other cross-dataset targets still need their preparation and loaders in ovnb.data")
+                self.datasets[key] = self._load(lambda: CROSS_LOADERS[target](self.data_root))
         return self.datasets[key]
 
     def test_indices(self, e: Experiment, target: str | None = None) -> list[int]:
@@ -236,6 +249,8 @@ class Runner:
         frozen = [config.clip] + ([config.backbone_init] if config.backbone_init else [])
         extra = {"profile": self.profile.name, "settings": asdict(self.settings(e)), "config": config.to_dict(),
                  "weights": {name: weights_fingerprint(self.encoder(name)) for name in frozen}}
+        if e.prompt == "learned":  # the prompt vectors the class head was trained against
+            extra["prompts"] = self.prompt_dir(e).name
         return results.build_dir() / "runs" / self.profile.name / "simbaseline" / e.key(extra)
 
     def model(self, e: Experiment) -> sb.SimBaseline:
@@ -243,6 +258,7 @@ class Runner:
         if e in self.models:
             return self.models[e]
         model = self.build(e)
+        model.use_prompts(self.own_prompts(e))
         run_dir = self.run_dir(e)
         split = self.split(e)
         everything = e.vocabulary == "all" or e.self_training
@@ -261,6 +277,11 @@ class Runner:
         self.models[e] = model
         return model
 
+    def own_prompts(self, e: Experiment) -> "sb.LearnedPrompts | None":
+        """The prompts ``e``'s model names classes with: ``prompts(e)`` for ``prompt="learned"``, else
+        None (the configuration's templates)."""
+        return self.prompts(e) if e.prompt == "learned" else None
+
     def is_trained(self, e: Experiment) -> bool:
         from ..train import is_finished
 
@@ -268,32 +289,43 @@ class Runner:
 
     def train_all(self, experiments, prompts: bool = False) -> None:
         """Train the experiments that are not trained yet, side by side in ``self.workers`` processes
-        when that is more than one (the toy profile): the teachers first, then the self-training
-        experiments that learn from their pseudo-labels; ``prompts`` also learns each experiment's
-        prompt vectors (``prompts``) beside the first phase. Results land on disk; ``model`` and
-        ``prompts`` load them."""
+        when that is more than one (the toy profile). A job starts once what it needs is done: the
+        learned prompts of a ``prompt="learned"`` experiment, the teacher whose pseudo-labels a
+        self-training experiment learns from (``WorkerPool.run``'s ``needs``). ``prompts`` also learns
+        every experiment's prompt vectors. Results land on disk; ``model`` and ``prompts`` load them."""
         experiments = list(dict.fromkeys(experiments))
-        teachers = [x.teacher for x in experiments if x.self_training]
-        first = list(dict.fromkeys([*teachers, *[x for x in experiments if not x.self_training]]))
-        jobs = [("model", x) for x in first] + [("prompts", x) for x in (experiments if prompts else [])]
-        for phase in (jobs, [("model", x) for x in experiments if x.self_training]):
-            todo = [(kind, x) for kind, x in phase if not self.is_done(kind, x)]
-            if not todo:
-                continue
-            if self.workers < 2 or len(todo) < 2:
-                for job in todo:
-                    self.job(*job)
-                continue
-            if self._pool is None:
-                from functools import partial
+        teachers = list(dict.fromkeys(x.teacher for x in experiments if x.self_training))
+        models = list(dict.fromkeys([*teachers, *(x for x in experiments if not x.self_training), *experiments]))
+        wanted = [x for x in models if x.prompt == "learned"] + (experiments if prompts else [])
+        by_dir: dict = {}
+        for x in wanted:  # one job per prompt run (they depend on the split, CLIP and seed only)
+            by_dir.setdefault(self.prompt_dir(x), ("prompts", x))
+        prompt_jobs = list(by_dir.values())
+        # what others wait for first (prompts, then teachers), so the processes are busy until the end
+        pending = [job for job in prompt_jobs + [("model", x) for x in models] if not self.is_done(*job)]
+        if self.workers < 2 or len(pending) < 2:
+            for job in pending:  # already in an order where every job's needs come before it
+                self.job(*job)
+            return
+        if self._pool is None:
+            from functools import partial
 
-                from .pool import WorkerPool
+            from .pool import WorkerPool
 
-                factory = partial(Runner, self.profile, data_root=self.data_root, device=self.device, seeds=self.seeds,
-                                  prepare_data=self.prepare_data, convention=self.convention,
-                                  pseudo_threshold=self.pseudo_threshold, workers=1)
-                self._pool = WorkerPool(factory, self.workers)
-            self._pool.run("job", todo, description=f"{len(todo)} SimBaseline trainings")
+            factory = partial(Runner, self.profile, data_root=self.data_root, device=self.device, seeds=self.seeds,
+                              prepare_data=self.prepare_data, convention=self.convention,
+                              pseudo_threshold=self.pseudo_threshold, workers=1)
+            self._pool = WorkerPool(factory, self.workers)
+        prompt_job = {self.prompt_dir(job[1]): job for job in prompt_jobs}
+
+        def needs(job):
+            kind, x = job
+            if kind == "prompts":
+                return []
+            return ([prompt_job[self.prompt_dir(x)]] if x.prompt == "learned" else []) + \
+                ([("model", x.teacher)] if x.self_training else [])
+
+        self._pool.run("job", pending, description=f"{len(pending)} SimBaseline trainings", needs=needs)
 
     def job(self, kind: str, e: Experiment) -> None:
         """One unit of ``train_all``: train (or load) ``e``'s generator (``model``) or its prompts."""
@@ -386,28 +418,31 @@ class Runner:
         """16 prompt vectors for ``e``'s CLIP, learned on the seen classes' ground-truth crops of its
         training images (``sb.train_prompts``, seed ``e.seed``), or loaded from their finished run in
         ``prompt_dir(e)``. They depend on the split, the CLIP, the seed and the schedule, not on the
-        generator."""
+        generator. Kept in memory once loaded."""
+        run_dir = self.prompt_dir(e)
+        if run_dir in self._prompts:
+            return self._prompts[run_dir]
         clip = self.encoder(self.config(e).clip)
         settings = self.prompt_settings(e)
-        run_dir = self.prompt_dir(e)
         torch.manual_seed(e.seed)
         prompts = sb.LearnedPrompts(clip).to(clip.device)
         sb.train_prompts(prompts, self.train_set(e), self.split(e).seen, settings["iterations"],
                          batch_size=settings["batch_size"], per_class=settings["per_class"], run_dir=run_dir,
                          seed=e.seed, progress=self.progress)
-        return prompts.eval()
+        self._prompts[run_dir] = prompts.eval()
+        return prompts
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, e: Experiment, classifier: str = "ensemble", region_clip: str | None = None,
-                 target: str | None = None, proposals: str | None = None, prompts: bool = False) -> dict:
+                 target: str | None = None, proposals: str | None = None, prompts: str | None = None) -> dict:
         """Generalized zero-shot scores (%) of ``e``'s model with ``classifier`` (Table 7's
         ``ensemble`` / ``generator`` / ``clip``, or Table 6's ``oracle``) on the test images; kept
         beside the checkpoint. ``region_clip``: another registry CLIP classifies the crops (Table 8);
         ``target``: a cross-dataset test set (Table 1, ``target_set``); ``proposals``: Table 5's
         classical proposals (``classical_proposals.PROPOSAL_METHODS``) replace the generator's, classified
-        by CLIP alone (``classifier`` must be ``clip``); ``prompts``: CLIP names the crops with the learned
-        prompts of ``prompts(e)`` instead of the configured templates (``classifier`` must be ``clip``:
-        the generator's class head was trained against the templates)."""
+        by CLIP alone (``classifier`` must be ``clip``); ``prompts`` (``PROMPTS``): CLIP names the crops
+        with the manual templates or the learned prompts of ``prompts(e)`` instead of the experiment's own
+        (``classifier`` must be ``clip``: the generator's class head was trained against its own)."""
         from ..methods.classical_proposals import PROPOSAL_METHODS
 
         if classifier not in CLASSIFIERS:
@@ -417,15 +452,17 @@ class Runner:
         if proposals is not None and (proposals not in PROPOSAL_METHODS or classifier != "clip"):
             raise ValueError(f"proposals must be one of {PROPOSAL_METHODS} with classifier='clip' "
                              f"(got {proposals!r}, {classifier!r})")
-        if prompts and (classifier != "clip" or region_clip):
-            raise ValueError("learned prompts are evaluated with classifier='clip' and the model's own CLIP")
+        if prompts is not None and (prompts not in PROMPTS or classifier != "clip" or region_clip):
+            raise ValueError(f"prompts must be one of {PROMPTS}, with classifier='clip' and the model's own CLIP "
+                             f"(got {prompts!r}, {classifier!r}, region_clip={region_clip!r})")
+        other = prompts if prompts not in (None, e.prompt) else None  # a text side other than the experiment's own
         spec = {k: v for k, v in (("region_clip", region_clip), ("target", target), ("proposals", proposals),
-                                  ("prompts", "learned" if prompts else None)) if v}
+                                  ("prompts", other)) if v}
 
         def model():
             m = self.model(e)
             m.region_clip = self.encoder(region_clip) if region_clip else None
-            m.use_prompts(self.prompts(e) if prompts else None)
+            m.use_prompts(self.prompts(e) if (other or e.prompt) == "learned" else None)
             return m
 
         try:
@@ -433,7 +470,7 @@ class Runner:
         finally:
             if e in self.models:
                 self.models[e].region_clip = None
-                self.models[e].use_prompts(None)
+                self.models[e].use_prompts(self.own_prompts(e))
 
     def _kept_scores(self, folder: Path, model, e: Experiment, classifier: str, **spec) -> dict:
         """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images (or

@@ -6,7 +6,8 @@
 
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
-``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``, ``pascal_context``,
+``ade20k_full``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -42,6 +43,12 @@ DATASETS = {d.name: d for d in (
     Dataset("cityscapes-19", "cityscapes", "Cityscapes, 19 classes (SimBaseline Table 1; needs a login: archives you download)",
             "nothing: it verifies and extracts leftImg8bit_trainvaltest.zip (about 11 GB) and gtFine_trainvaltest.zip "
             "(about 241 MB), downloaded by you from www.cityscapes-dataset.com into DATA_ROOT/downloads"),
+    Dataset("pascal-context", "pascal_context", "PASCAL-Context, 59 and 459 classes (VOC 2010 images; SimBaseline Table 1)",
+            "VOCtrainval_03-May-2010.tar (about 1.3 GB) and PASCAL-Context's trainval.tar.gz (the .mat label maps)"),
+    Dataset("ade20k-847", "ade20k_full", "ADE20K-full, 847 classes (ADE20K_2021_17_01; SimBaseline Table 1; needs a "
+            "registration: a zip you download)",
+            "nothing: it extracts ADE20K_2021_17_01.zip (several GB), downloaded by you from "
+            "groups.csail.mit.edu/vision/datasets/ADE20K into DATA_ROOT/downloads, and converts its 2,000 val images"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}
