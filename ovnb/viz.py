@@ -45,7 +45,8 @@ def label_image(mask: torch.Tensor, num_classes: int, ignore_index: int = 255):
     import numpy as np
 
     cmap = matplotlib.colormaps["tab20" if num_classes <= 20 else "hsv"]
-    colours = np.array([cmap(i / max(num_classes - 1, 1) if num_classes > 20 else i)[:3] for i in range(num_classes)])
+    # hsv is a circle: spread the classes over [0, 1) so the first and the last do not share a colour
+    colours = np.array([cmap(i / num_classes if num_classes > 20 else i)[:3] for i in range(num_classes)])
     m = mask.cpu().long().numpy()
     out = np.full((*m.shape, 3), 0.5)
     valid = (m != ignore_index) & (m >= 0) & (m < num_classes)
@@ -66,3 +67,20 @@ def seed_bars(frame, by: str, metrics=("mIoU-seen", "mIoU-unseen", "hIoU"), titl
     ax.set(xlabel="", ylabel="%", title=title)
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
     return ax
+
+
+def segmentation_row(image: torch.Tensor, truth: torch.Tensor, predictions: dict, num_classes: int, title: str = ""):
+    """One row: the image (uint8 ``[3, H, W]``), its ground truth and each prediction of ``predictions``
+    (title -> label map ``[H, W]``), in ``label_image``'s colours; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    panels = [("image", image.permute(1, 2, 0)), ("ground truth", label_image(truth, num_classes))]
+    panels += [(name, label_image(label, num_classes)) for name, label in predictions.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.8), squeeze=False)
+    for ax, (name, picture) in zip(axes[0], panels):
+        ax.imshow(picture)
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, y=1.02)
+    return fig

@@ -46,6 +46,23 @@ def test_a_kept_evaluation_is_read_back_and_the_fcn_has_one_classifier(build_dir
     assert rs.Runner(smoke(), workers=1).evaluate(fcn, "generator") == first  # a new runner: read from disk
 
 
+def test_predicted_masks_are_the_ones_evaluate_scores(build_dir):
+    """``Runner.predict`` gives the label maps that ``evaluate`` counts: their confusion matrix, built
+    here with the metrics module, has the kept per-class IoUs."""
+    from ovnb.metrics import ConfusionMatrix
+
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment(head="fcn")
+    indices = runner.test_indices(e)
+    labels = runner.predict(e, indices, "generator")
+    test = runner.test_set(e)
+    matrix = ConfusionMatrix(len(test.class_names))
+    for i, label in zip(indices, labels):
+        assert label.shape == test[i]["mask"].shape
+        matrix.update(label, test[i]["mask"])
+    assert rs.matrix_per_class(matrix) == runner.evaluate(e, "generator")["per_class"]
+
+
 def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
     runner = rs.Runner(smoke(), workers=1)
     student = rs.Experiment(self_training=True)

@@ -494,6 +494,14 @@ class Runner:
         results.write_json_atomic(kept, out)
         return out
 
+    def predict(self, e: Experiment, indices, classifier: str = "ensemble", target: str | None = None) -> list:
+        """The label maps ``e``'s model predicts for the test images ``indices`` (of ``target``'s set
+        when given), exactly as ``evaluate`` scores them: for figures of the masks."""
+        dataset = self.target_set(e, target)
+        return [label for _, label in predictions(self.model(e), dataset, list(indices), classifier,
+                                                  short_edge=self.test_size(e, target),
+                                                  overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))]
+
     # -- the released checkpoints -------------------------------------------------------------------
     def released(self, name: str = "zsseg-coco156-zero-shot") -> sb.SimBaseline:
         """zsseg's released model ``name`` (``simbaseline_weights.RELEASED``), downloaded into
@@ -582,22 +590,20 @@ class PseudoLabelled(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                     short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
-    """The confusion matrix over all of ``dataset``'s classes of ``model`` with ``classifier`` on the
-    images ``indices``: each image resized to ``short_edge`` (the official test size: COCO 640, VOC 512;
-    the proposals' crops are cut from the resized image), segmented with every class name (generalized
-    zero-shot), the Eq. (2) scores resized back to the image (``to_size``) and the prediction their
-    argmax. ``proposals``: Table 5's classical proposals of each resized image, classified by CLIP alone
+def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
+                short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
+    """``(index, label map)`` of ``model`` with ``classifier`` for each image of ``indices``: the image
+    resized to ``short_edge`` (the official test size: COCO 640, VOC 512; the proposals' crops are cut
+    from the resized image), segmented with every class name of ``dataset`` (generalized zero-shot), the
+    Eq. (2) scores resized back to the image (``to_size``) and the prediction their argmax.
+    ``proposals``: Table 5's classical proposals of each resized image, classified by CLIP alone
     (``SimBaseline.classify_masks``), replace the generator's. ``overrides``: configuration fields for
-    this evaluation only (a cross-dataset target's official λ and mask threshold)."""
+    these predictions only (a cross-dataset target's official λ and mask threshold)."""
     from tqdm.auto import tqdm
 
-    from ..metrics import ConfusionMatrix
     from ..methods.classical_proposals import proposals as classical
 
     names = list(dataset.class_names)
-    matrix = ConfusionMatrix(len(names))
     device = next(model.generator.parameters()).device
     original = model.config
     chosen = {} if classifier == "oracle" else {"classifier": classifier}
@@ -616,9 +622,19 @@ def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = 
                 scores = model.classify_masks(image[0], classical(proposals, image[0]), names)
             else:
                 scores = model.segment(image, names)[0]
-            matrix.update(to_size(scores, sample["mask"].shape).argmax(0).cpu(), sample["mask"])
+            yield i, to_size(scores, sample["mask"].shape).argmax(0).cpu()
     finally:
         model.config = original
+
+
+def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
+                     short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
+    """The confusion matrix over all of ``dataset``'s classes of ``predictions(...)`` against the masks."""
+    from ..metrics import ConfusionMatrix
+
+    matrix = ConfusionMatrix(len(dataset.class_names))
+    for i, predicted in predictions(model, dataset, indices, classifier, progress, short_edge, proposals, overrides):
+        matrix.update(predicted, dataset[i]["mask"])
     return matrix
 
 
