@@ -81,6 +81,16 @@ def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
 
 
 
+def test_test_sizes_are_the_official_ones_and_the_dry_run_caps_them():
+    coco, voc = rs.Experiment("coco-stuff-171"), rs.Experiment("voc-20")
+    paper = rs.Runner(profiles.load("paper"), workers=1)
+    assert (paper.test_size(coco), paper.test_size(voc)) == (640, 512)
+    assert [paper.test_size(coco, t) for t in rs.CROSS_DATASETS] == [1024, 512, 512, 512]
+    dry = rs.Runner(profiles.load("dryrun"), workers=1)
+    assert {dry.test_size(coco), dry.test_size(voc), dry.test_size(coco, "cityscapes-19")} == {128}
+    assert rs.Runner(profiles.load("toy"), workers=1).test_size(coco) is None  # the toy world as drawn
+
+
 def test_voc_runs_the_official_fraction_of_a_shortened_coco_schedule():
     coco, voc = rs.Experiment("coco-stuff-171"), rs.Experiment("voc-20")
     toy = rs.Runner(profiles.load("toy"), workers=1)

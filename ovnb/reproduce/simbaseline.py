@@ -194,12 +194,13 @@ class Runner:
 
     def test_size(self, e: Experiment, target: str | None = None) -> int | None:
         """The official test resize (shortest edge): COCO-Stuff 640, VOC 512, a cross-dataset target its
-        own (``CROSS_TEST_SIZE``); the toy world's 64 px as drawn."""
+        own (``CROSS_TEST_SIZE``); the toy world's 64 px as drawn. A profile's ``simbaseline.test_edge_cap``
+        (``dryrun``) caps it."""
         if self.toy:
             return None
-        if target is not None:
-            return CROSS_TEST_SIZE.get(target, 640)
-        return 640 if e.split == "coco-stuff-171" else 512
+        edge = CROSS_TEST_SIZE.get(target, 640) if target is not None else 640 if e.split == "coco-stuff-171" else 512
+        cap = self.profile.get("simbaseline.test_edge_cap")  # the dry run: the same path at a CPU-sized edge
+        return min(edge, int(cap)) if cap else edge
 
     # -- models ----------------------------------------------------------------------------------
     def config(self, e: Experiment) -> sb.SimBaselineConfig:
