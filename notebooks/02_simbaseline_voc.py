@@ -54,8 +54,6 @@ CACHE_DIR = "build/cache"  # the book's frozen-feature cache; unused here: every
 CONV_CLIP: str | None = None  # Table 4's convolutional CLIP; None: clip-rn101 (toy: toy-clip-convnext)
 
 # %%
-from dataclasses import replace
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -63,7 +61,7 @@ from ovnb import env
 from ovnb.claims import judge_pairs
 from ovnb.reproduce.simbaseline import Experiment, start_notebook
 from ovnb.results import paper_vs_ours
-from ovnb.viz import seed_bars, segmentation_row
+from ovnb.viz import seed_bars
 
 runner, record = start_notebook("02_simbaseline_voc", PROFILE, SEEDS, DATA_ROOT, progress=True,
                                 prepare_data=PREPARE_DATA)
@@ -133,18 +131,11 @@ audit.round(1)
 # %% [markdown]
 # ## Masks
 #
-# One test image that holds an unseen class, segmented by every model (the first training seed) with all class names
-# competing, as scored above.
+# One test image that holds an unseen class, segmented by every model (the first training seed) with
+# all class names competing, as scored above.
 
 # %%
-first = runner.seeds[0]
-test = runner.test_set(CONFIGS["Ours"])
-index = next((i for i in runner.test_indices(CONFIGS["Ours"])
-              if set(test[i]["mask"].unique().tolist()) & set(split.unseen)), 0)
-masks = {label: runner.predict(replace(e, seed=first), [index], "generator" if e.head == "fcn" else "ensemble")[0]
-         for label, e in CONFIGS.items()}
-segmentation_row(test[index]["image"], test[index]["mask"], masks, len(split.class_names),
-                 title=f"{split.name}, test image {index}, seed {first} ({WEIGHTS} weights)")
+runner.masks_figure(CONFIGS)
 plt.show()
 
 # %% [markdown]

@@ -56,8 +56,6 @@ CACHE_DIR = "build/cache"  # the book's frozen-feature cache; unused here: every
 EVALUATE_RELEASED: bool | None = None  # zsseg's released COCO model too; None: wherever real weights are used
 
 # %%
-from dataclasses import replace
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
@@ -65,7 +63,7 @@ from IPython.display import display
 from ovnb import env
 from ovnb.claims import judge_pairs
 from ovnb.results import paper_vs_ours
-from ovnb.viz import seed_bars, segmentation_row
+from ovnb.viz import seed_bars
 from ovnb.reproduce.simbaseline import Experiment, start_notebook
 
 runner, record = start_notebook("02_simbaseline_zero_shot", PROFILE, SEEDS, DATA_ROOT, progress=True,
@@ -157,18 +155,11 @@ else:
 # %% [markdown]
 # ## Masks
 #
-# One test image that holds an unseen class, segmented by every model (the first training seed) with all class names
-# competing, as scored above.
+# One test image that holds an unseen class, segmented by every model (the first training seed) with
+# all class names competing, as scored above.
 
 # %%
-first = runner.seeds[0]
-test = runner.test_set(CONFIGS["Ours"])
-index = next((i for i in runner.test_indices(CONFIGS["Ours"])
-              if set(test[i]["mask"].unique().tolist()) & set(split.unseen)), 0)
-masks = {label: runner.predict(replace(e, seed=first), [index], "generator" if e.head == "fcn" else "ensemble")[0]
-         for label, e in CONFIGS.items()}
-segmentation_row(test[index]["image"], test[index]["mask"], masks, len(split.class_names),
-                 title=f"{split.name}, test image {index}, seed {first} ({WEIGHTS} weights)")
+runner.masks_figure(CONFIGS)
 plt.show()
 
 # %% [markdown]

@@ -63,6 +63,25 @@ def test_predicted_masks_are_the_ones_evaluate_scores(build_dir):
     assert rs.matrix_per_class(matrix) == runner.evaluate(e, "generator")["per_class"]
 
 
+def test_the_masks_figure_shows_an_image_with_an_unseen_class(build_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runner = rs.Runner(smoke(), workers=1)
+    fig = runner.masks_figure({"FCN": rs.Experiment(head="fcn")})
+    assert [ax.get_title() for ax in fig.axes] == ["image", "ground truth", "FCN"]
+    index = int(fig._suptitle.get_text().split("test image ")[1].split(",")[0])
+    test, unseen = runner.test_set(rs.Experiment()), set(runner.split(rs.Experiment()).unseen)
+    evaluated = runner.test_indices(rs.Experiment())
+    holding = [i for i in evaluated if set(test[i]["mask"].unique().tolist()) & unseen]
+    assert index == (holding[0] if holding else evaluated[0])
+    from ovnb.viz import label_image
+
+    drawn = fig.axes[2].images[0].get_array()
+    expected = label_image(runner.predict(rs.Experiment(head="fcn"), [index], "generator")[0], len(test.class_names))
+    assert (abs(drawn - expected) < 1e-6).all(), "the panel is that model's prediction for that image"
+
+
 def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
     runner = rs.Runner(smoke(), workers=1)
     student = rs.Experiment(self_training=True)

@@ -503,6 +503,24 @@ class Runner:
                                                   short_edge=self.test_size(e, target),
                                                   overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))]
 
+    def masks_figure(self, configs: dict, seed: int | None = None):
+        """Every model of ``configs`` (label -> experiment, FCNs with their own classifier, the others
+        with the ensemble) on the first evaluated test image that holds an unseen class (or the first
+        evaluated one, where none does): the image, its
+        ground truth and each model's label map (``viz.segmentation_row``), for training seed ``seed``
+        (the first seed by default)."""
+        from ..viz import segmentation_row
+
+        seed = self.seeds[0] if seed is None else seed
+        first = next(iter(configs.values()))
+        test, unseen = self.test_set(first), set(self.split(first).unseen)
+        evaluated = self.test_indices(first)
+        index = next((i for i in evaluated if set(test[i]["mask"].unique().tolist()) & unseen), evaluated[0])
+        masks = {label: self.predict(replace(e, seed=seed), [index], "generator" if e.head == "fcn" else "ensemble")[0]
+                 for label, e in configs.items()}
+        return segmentation_row(test[index]["image"], test[index]["mask"], masks, len(test.class_names),
+                                title=f"{test.split.name}, test image {index}, seed {seed} ({self.weights_source()} weights)")
+
     # -- the released checkpoints -------------------------------------------------------------------
     def released(self, name: str = "zsseg-coco156-zero-shot") -> sb.SimBaseline:
         """zsseg's released model ``name`` (``simbaseline_weights.RELEASED``), downloaded into
