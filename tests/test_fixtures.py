@@ -193,8 +193,8 @@ def test_pascal_context_reads_the_label_map_for_59_and_459_classes(root):
     assert every == set(range(59)) | {255}
     with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare pascal-context"):
         semseg.pascal_context(root / "nowhere")
-    with pytest.raises(ValueError, match="classes must be 59 or 459"):
-        semseg.pascal_context(root, "val", 60)
+    with pytest.raises(ValueError, match="classes must be 59, 60 or 459, got 61"):
+        semseg.pascal_context(root, "val", 61)
 
 
 def test_ade20k_847_reads_sixteen_bit_train_ids(root):
@@ -214,3 +214,33 @@ def test_ade20k_847_reads_sixteen_bit_train_ids(root):
     assert every == set(range(847)) | {255}
     with pytest.raises(fewshot.DatasetMissingError, match="ovnb data prepare ade20k-847"):
         semseg.ade20k_full(root / "nowhere")
+
+
+def test_background_as_class_splits_keep_background_as_class_zero(root):
+    """PnP-OVSS's VOC-21, PC-60 and ADE-151, by hand on the stored masks: background (VOC 0, PASCAL-Context's
+    unlabeled pixels and every label outside the 59, ADE20K's "other") is class 0, the rest shift by one;
+    VOC's 255 boundary stays 255 for the metric protocol to relabel."""
+    import torch
+    from scipy.io import loadmat
+
+    from ovnb.data import semseg
+    from ovnb.data.files import read_mask
+
+    for name, without in (("voc-21", "voc-20"), ("pascal-context-60", "pascal-context-59"), ("ade20k-151", "ade20k-150")):
+        names = semseg.split(name).class_names
+        assert names[0] == "background" and names[1:] == semseg.split(without).class_names
+    voc21, voc20 = semseg.voc(root, "val", background=True), semseg.voc(root, "val")
+    stored = read_mask(root / "VOCdevkit" / "VOC2012" / "SegmentationClassAug" / f"{voc21.keys[0]}.png")
+    assert torch.equal(voc21[0]["mask"], stored) and 255 in stored.tolist()[0]  # 0..20 and 255 as stored
+    assert torch.equal(voc20[0]["mask"][stored == 0], torch.full_like(stored[stored == 0], 255))
+    ade = semseg.ade20k(root, "validation", background=True)
+    stored = read_mask(root / "ADEChallengeData2016" / "annotations" / "validation" / f"{ade.keys[0]}.png")
+    assert torch.equal(ade[0]["mask"], stored) and 0 in stored.unique().tolist()
+    pc60 = semseg.pascal_context(root, "val", 60)
+    by_hand = {0: 0, 1: 0, 3: 0, 459: 0, 2: 1, 397: 50, 458: 59}  # labels.txt: 1 accordion, 2 aeroplane, 397 table
+    for i in range(len(pc60)):
+        stored = torch.from_numpy(loadmat(root / "VOCdevkit" / "VOC2010" / "trainval" / f"{pc60.keys[i]}.mat")
+                                  ["LabelMap"].astype("int64"))
+        for label, contiguous in by_hand.items():
+            assert bool((pc60[i]["mask"][stored == label] == contiguous).all())
+    assert 255 not in {v for i in range(len(pc60)) for v in pc60[i]["mask"].unique().tolist()}

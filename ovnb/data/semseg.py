@@ -17,6 +17,10 @@ and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protoco
 * ``pascal-context-59`` / ``pascal-context-459``: PASCAL-Context (VOC 2010 images) from its ``LabelMap``
   (``trainval/*.mat``, labels 1..459, 0 = unlabeled): the 59 frequent classes (every other label
   ignored, as the Detail API's 59-class masks have it) or all 459 (label - 1). Cross-dataset targets.
+* ``voc-21`` / ``pascal-context-60`` / ``ade20k-151``: the same datasets with a background class 0, as
+  PnP-OVSS scores them (training-free, so no seen/unseen split): VOC's background 0 (its 255 boundary
+  stays 255: the ``pnp-ovss-background-as-class`` metric protocol relabels it to 0), PASCAL-Context's
+  unlabeled pixels and every label outside the 59, ADE20K's "other".
 * ``ade20k-847``: ADE20K-full's 847 classes, masks as ``ovnb data prepare ade20k-847`` converts them
   (16-bit, train id 0..846, 65535 = not one of them -> 255). A cross-dataset target.
 * ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
@@ -93,6 +97,8 @@ def split(name: str) -> Split:
         return _from_names(name, _classes()["pascal_context_459"], [])
     if name == "ade20k-847":
         return _from_names(name, [n for _, n in _classes()["ade20k_847"]], [])
+    if name in BACKGROUND_AS_CLASS:  # the split without background, with "background" as class 0
+        return _from_names(name, ["background", *split(BACKGROUND_AS_CLASS[name]).class_names], [])
     if name in ("toy-zero-shot", "toy-voc"):
         from .toy_world import splits, vocabulary
 
@@ -103,8 +109,9 @@ def split(name: str) -> Split:
 
 
 SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "pascal-context-59", "pascal-context-459",
-          "ade20k-847", "toy-zero-shot", "toy-voc")
-WIDE = ("pascal-context-59", "pascal-context-459", "ade20k-847")  # masks stored with 16 bits
+          "ade20k-847", "voc-21", "pascal-context-60", "ade20k-151", "toy-zero-shot", "toy-voc")
+BACKGROUND_AS_CLASS = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "ade20k-151": "ade20k-150"}
+WIDE = ("pascal-context-59", "pascal-context-60", "pascal-context-459", "ade20k-847")  # masks stored with 16 bits
 
 
 def label_map(name: str) -> torch.Tensor:
@@ -125,6 +132,13 @@ def label_map(name: str) -> torch.Tensor:
     elif name == "pascal-context-59":
         for contiguous, (label, _) in enumerate(_classes()["pascal_context_59"]):
             table[label] = contiguous
+    elif name == "pascal-context-60":
+        table[:] = 0  # unlabeled and every label outside the 59: background
+        for contiguous, (label, _) in enumerate(_classes()["pascal_context_59"]):
+            table[label] = contiguous + 1
+    elif name in ("voc-21", "ade20k-151"):
+        count = len(split(name).class_names)
+        table[:count] = torch.arange(count)  # background 0 kept as a class; VOC's 255 boundary stays 255
     elif name == "pascal-context-459":
         table[1:460] = torch.arange(459)  # 0 (unlabeled) -> ignored
     elif name == "ade20k-847":
@@ -155,6 +169,7 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 
 # what ``ovnb data prepare`` must lay out for each split's images
 NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
+         "voc-21": ("voc2012",), "ade20k-151": ("ade20k-150",), "pascal-context-60": ("pascal-context",),
          "cityscapes-19": ("cityscapes-19",), "pascal-context-59": ("pascal-context",),
          "pascal-context-459": ("pascal-context",), "ade20k-847": ("ade20k-847",)}
 
@@ -237,9 +252,10 @@ def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = Fa
     return _finish(ds, training, masks.parent / f"ovnb-seen-{image_set}.json")
 
 
-def voc(root: str | Path, image_set: str = "val", training: bool = False) -> SemSegImages:
-    """PASCAL VOC 2012 with background ignored (20 classes): ``"val"`` the 1,449 val images, ``"train"``
-    the SBD-augmented training set (every SegmentationClassAug mask not in val: 10,582)."""
+def voc(root: str | Path, image_set: str = "val", training: bool = False, background: bool = False) -> SemSegImages:
+    """PASCAL VOC 2012 with background ignored (20 classes; ``background``: ``voc-21``, background as
+    class 0): ``"val"`` the 1,449 val images, ``"train"`` the SBD-augmented training set (every
+    SegmentationClassAug mask not in val: 10,582)."""
     from .files import read_image, read_mask, require
 
     if image_set not in ("train", "val"):
@@ -255,13 +271,15 @@ def voc(root: str | Path, image_set: str = "val", training: bool = False) -> Sem
     def load(key):
         return read_image(base / "JPEGImages" / f"{key}.jpg"), read_mask(masks / f"{key}.png")
 
-    ds = SemSegImages(keys, load, split("voc-20"), label_map("voc-20"), f"voc-{image_set}")
+    name = "voc-21" if background else "voc-20"
+    ds = SemSegImages(keys, load, split(name), label_map(name), f"{'voc-21' if background else 'voc'}-{image_set}")
     return _finish(ds, training, base / f"ovnb-seen-{image_set}.json")
 
 
-def ade20k(root: str | Path, image_set: str = "validation") -> SemSegImages:
+def ade20k(root: str | Path, image_set: str = "validation", background: bool = False) -> SemSegImages:
     """ADE20K-150 from ``root/ADEChallengeData2016`` (``ovnb data prepare ade20k-150``): ``"validation"``
-    the 2,000 val images, ``"training"`` the 20,210 training images."""
+    the 2,000 val images, ``"training"`` the 20,210 training images; ``background``: ``ade20k-151``,
+    "other" as class 0."""
     from .files import read_image, read_mask, require
 
     if image_set not in ("training", "validation"):
@@ -277,7 +295,8 @@ def ade20k(root: str | Path, image_set: str = "validation") -> SemSegImages:
     def load(key):
         return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
 
-    return SemSegImages(keys, load, split("ade20k-150"), label_map("ade20k-150"), f"ade20k-{image_set}")
+    name = "ade20k-151" if background else "ade20k-150"
+    return SemSegImages(keys, load, split(name), label_map(name), f"{'ade20k-151' if background else 'ade20k'}-{image_set}")
 
 
 def cityscapes(root: str | Path, image_set: str = "val") -> SemSegImages:
@@ -305,13 +324,14 @@ def cityscapes(root: str | Path, image_set: str = "val") -> SemSegImages:
 def pascal_context(root: str | Path, image_set: str = "val", classes: int = 59) -> SemSegImages:
     """PASCAL-Context from ``root/VOCdevkit/VOC2010`` (``ovnb data prepare pascal-context``): ``"val"``
     the 5,105 images of VOC 2010's ``ImageSets/Main/val.txt``, ``"train"`` the 4,998 of ``train.txt``,
-    with 59 or all 459 classes. Masks are read from the ``LabelMap`` of ``trainval/<id>.mat``."""
+    with 59 classes, 60 (background as class 0) or all 459. Masks are read from the ``LabelMap`` of
+    ``trainval/<id>.mat``."""
     from .files import read_image, require
 
     if image_set not in ("train", "val"):
         raise ValueError(f"image_set must be 'train' or 'val', got {image_set!r}")
-    if classes not in (59, 459):
-        raise ValueError(f"classes must be 59 or 459, got {classes!r}")
+    if classes not in (59, 60, 459):
+        raise ValueError(f"classes must be 59, 60 or 459, got {classes!r}")
     name = f"pascal-context-{classes}"
     base = require(Path(root) / "VOCdevkit" / "VOC2010", NEEDS[name], Path(root), "VOC2010", f"{name}: ",
                    "ovnb.data.prepare.pascal_context")
