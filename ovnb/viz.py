@@ -74,7 +74,7 @@ def segmentation_row(image: torch.Tensor, truth: torch.Tensor, predictions: dict
     (title -> label map ``[H, W]``), in ``label_image``'s colours; returns the figure."""
     import matplotlib.pyplot as plt
 
-    panels = [("image", image.permute(1, 2, 0)), ("ground truth", label_image(truth, num_classes))]
+    panels = [("image", image.permute(1, 2, 0).cpu().numpy()), ("ground truth", label_image(truth, num_classes))]
     panels += [(name, label_image(label, num_classes)) for name, label in predictions.items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.8), squeeze=False)
     for ax, (name, picture) in zip(axes[0], panels):
