@@ -226,7 +226,8 @@ def test_background_as_class_splits_keep_background_as_class_zero(root):
     from ovnb.data import semseg
     from ovnb.data.files import read_mask
 
-    for name, without in (("voc-21", "voc-20"), ("pascal-context-60", "pascal-context-59"), ("ade20k-151", "ade20k-150")):
+    for name, without in (("voc-21", "voc-20"), ("pascal-context-60", "pascal-context-59"), ("ade20k-151", "ade20k-150"),
+                          ("coco-stuff-172", "coco-stuff-171")):
         names = semseg.split(name).class_names
         assert names[0] == "background" and names[1:] == semseg.split(without).class_names
     voc21, voc20 = semseg.voc(root, "val", background=True), semseg.voc(root, "val")
@@ -244,3 +245,15 @@ def test_background_as_class_splits_keep_background_as_class_zero(root):
         for label, contiguous in by_hand.items():
             assert bool((pc60[i]["mask"][stored == label] == contiguous).all())
     assert 255 not in {v for i in range(len(pc60)) for v in pc60[i]["mask"].unique().tolist()}
+
+    stuff = semseg.coco_stuff(root, "val2017", background=True)
+    stored = read_mask(root / "coco" / "stuffthingmaps" / "val2017" / f"{stuff.keys[0]}.png")
+    assert {0, 255} <= set(stored.unique().tolist())  # person (stored 0) and unlabeled
+    by_hand = {255: 0, 0: 1, 1: 2, 181: 171}  # unlabeled -> background; COCO id - 1 -> its 171-class index + 1
+    seen_values = set()
+    for i in range(len(stuff)):
+        stored = read_mask(root / "coco" / "stuffthingmaps" / "val2017" / f"{stuff.keys[i]}.png")
+        seen_values |= set(stored.unique().tolist())
+        for value, contiguous in by_hand.items():
+            assert bool((stuff[i]["mask"][stored == value] == contiguous).all())
+    assert set(by_hand) <= seen_values, "every checked value occurs in the fixture"

@@ -17,10 +17,11 @@ and ``IGNORE_INDEX`` (255) where a pixel is unlabeled or excluded by the protoco
 * ``pascal-context-59`` / ``pascal-context-459``: PASCAL-Context (VOC 2010 images) from its ``LabelMap``
   (``trainval/*.mat``, labels 1..459, 0 = unlabeled): the 59 frequent classes (every other label
   ignored, as the Detail API's 59-class masks have it) or all 459 (label - 1). Cross-dataset targets.
-* ``voc-21`` / ``pascal-context-60`` / ``ade20k-151``: the same datasets with a background class 0, as
-  PnP-OVSS scores them (training-free, so no seen/unseen split): VOC's background 0 (its 255 boundary
-  stays 255: the ``pnp-ovss-background-as-class`` metric protocol relabels it to 0), PASCAL-Context's
-  unlabeled pixels and every label outside the 59, ADE20K's "other".
+* ``voc-21`` / ``pascal-context-60`` / ``ade20k-151`` / ``coco-stuff-172``: the same datasets with a
+  background class 0, as PnP-OVSS scores them (training-free, so no seen/unseen split): VOC's
+  background 0 (its 255 boundary stays 255: the ``pnp-ovss-background-as-class`` metric protocol
+  relabels it to 0), PASCAL-Context's unlabeled pixels and every label outside the 59, ADE20K's
+  "other", COCO-Stuff's unlabeled 255.
 * ``ade20k-847``: ADE20K-full's 847 classes, masks as ``ovnb data prepare ade20k-847`` converts them
   (16-bit, train id 0..846, 65535 = not one of them -> 255). A cross-dataset target.
 * ``toy-zero-shot`` / ``toy-voc``: the toy world's analogues (``toy_splits.yaml``): all 62 classes
@@ -109,8 +110,9 @@ def split(name: str) -> Split:
 
 
 SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "pascal-context-59", "pascal-context-459",
-          "ade20k-847", "voc-21", "pascal-context-60", "ade20k-151", "toy-zero-shot", "toy-voc")
-BACKGROUND_AS_CLASS = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "ade20k-151": "ade20k-150"}
+          "ade20k-847", "voc-21", "pascal-context-60", "ade20k-151", "coco-stuff-172", "toy-zero-shot", "toy-voc")
+BACKGROUND_AS_CLASS = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "ade20k-151": "ade20k-150",
+                       "coco-stuff-172": "coco-stuff-171"}
 WIDE = ("pascal-context-59", "pascal-context-60", "pascal-context-459", "ade20k-847")  # masks stored with 16 bits
 
 
@@ -136,6 +138,10 @@ def label_map(name: str) -> torch.Tensor:
         table[:] = 0  # unlabeled and every label outside the 59: background
         for contiguous, (label, _) in enumerate(_classes()["pascal_context_59"]):
             table[label] = contiguous + 1
+    elif name == "coco-stuff-172":
+        table[255] = 0  # unlabeled: background
+        for contiguous, (stored, _) in enumerate(_classes()["coco_stuff_171"]):
+            table[stored] = contiguous + 1
     elif name in ("voc-21", "ade20k-151"):
         count = len(split(name).class_names)
         table[:count] = torch.arange(count)  # background 0 kept as a class; VOC's 255 boundary stays 255
@@ -168,7 +174,7 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 # Images with masks: the prepared datasets and the toy world
 
 # what ``ovnb data prepare`` must lay out for each split's images
-NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "coco-stuff-172": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
          "voc-21": ("voc2012",), "ade20k-151": ("ade20k-150",), "pascal-context-60": ("pascal-context",),
          "cityscapes-19": ("cityscapes-19",), "pascal-context-59": ("pascal-context",),
          "pascal-context-459": ("pascal-context",), "ade20k-847": ("ade20k-847",)}
@@ -232,8 +238,10 @@ def _finish(dataset: SemSegImages, training: bool, index_path: Path | None) -> S
     return dataset
 
 
-def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = False) -> SemSegImages:
-    """COCO-Stuff-164k (171 classes) from ``root/coco`` (``ovnb data prepare coco-stuff-164k``)."""
+def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = False,
+               background: bool = False) -> SemSegImages:
+    """COCO-Stuff-164k (171 classes) from ``root/coco`` (``ovnb data prepare coco-stuff-164k``);
+    ``background``: ``coco-stuff-172``, unlabeled pixels as class 0."""
     from .files import read_image, read_mask, require
 
     if image_set not in ("train2017", "val2017"):
@@ -248,7 +256,8 @@ def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = Fa
     def load(key):
         return read_image(images / f"{key}.jpg"), read_mask(masks / f"{key}.png")
 
-    ds = SemSegImages(keys, load, split("coco-stuff-171"), label_map("coco-stuff-171"), f"coco-stuff-{image_set}")
+    name = "coco-stuff-172" if background else "coco-stuff-171"
+    ds = SemSegImages(keys, load, split(name), label_map(name), f"{'coco-stuff-172' if background else 'coco-stuff'}-{image_set}")
     return _finish(ds, training, masks.parent / f"ovnb-seen-{image_set}.json")
 
 
