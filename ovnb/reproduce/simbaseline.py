@@ -317,13 +317,12 @@ class Runner:
                               prepare_data=self.prepare_data, convention=self.convention,
                               pseudo_threshold=self.pseudo_threshold, workers=1)
             self._pool = WorkerPool(factory, self.workers)
-        prompt_job = {self.prompt_dir(job[1]): job for job in prompt_jobs}
 
         def needs(job):
             kind, x = job
             if kind == "prompts":
                 return []
-            return ([prompt_job[self.prompt_dir(x)]] if x.prompt == "learned" else []) + \
+            return ([by_dir[self.prompt_dir(x)]] if x.prompt == "learned" else []) + \
                 ([("model", x.teacher)] if x.self_training else [])
 
         self._pool.run("job", pending, description=f"{len(pending)} SimBaseline trainings", needs=needs)
