@@ -10,7 +10,7 @@ setup: $(VENV)/.ovnb-installed
 
 $(VENV)/.ovnb-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[book,dev,crf]'
 	$(PY) -m ovnb.setup_env
 	touch $@
 

@@ -109,6 +109,20 @@ class BlipITMEncoder(FrozenEncoder):
         return self.model.itm_head(out.last_hidden_state[:, 0])
 
 
+def standin_tokenizer(vocab_size: int):
+    """A stand-in for a tokenizer whose vocabulary is only on the hub (BridgeTower's RoBERTa BPE), for
+    random-weight dry runs: the offline BERT WordPiece tokenizer (30,522 entries, every id a valid row
+    of the larger table) with added filler tokens up to ``vocab_size``, so ``len(tokenizer)`` matches
+    the model's embedding table. Its ids mean nothing to real weights."""
+    from .language import offline_bert_tokenizer
+
+    tok = offline_bert_tokenizer()
+    missing = vocab_size - len(tok)
+    if missing > 0:
+        tok.add_tokens([f"[standin{i}]" for i in range(missing)])
+    return tok
+
+
 class BridgeTowerITMEncoder(FrozenEncoder):
     mean, std = CLIP_MEAN, CLIP_STD
 
@@ -121,6 +135,9 @@ class BridgeTowerITMEncoder(FrozenEncoder):
 
             self.model = BridgeTowerForImageAndTextRetrieval.from_pretrained(hub_id, attn_implementation="eager")
             self.processor = BridgeTowerProcessor.from_pretrained(hub_id)
+            self.tokenizer = self.processor.tokenizer
+            self.mean = tuple(self.processor.image_processor.image_mean)
+            self.std = tuple(self.processor.image_processor.image_std)
         else:
             spec = BRIDGETOWER_LARGE
             config = BridgeTowerConfig(text_config=spec["text"], vision_config=spec["vision"],
@@ -129,6 +146,7 @@ class BridgeTowerITMEncoder(FrozenEncoder):
             config._attn_implementation = "eager"
             self.model = BridgeTowerForImageAndTextRetrieval(config)
             self.processor = None  # the RoBERTa BPE vocabulary is only on the hub
+            self.tokenizer = standin_tokenizer(config.text_config.vocab_size)
         vcfg = self.model.config.vision_config
         self.image_size, self.patch, self.width = vcfg.image_size, vcfg.patch_size, vcfg.hidden_size
         self.freeze()

@@ -13,6 +13,7 @@ from __future__ import annotations
 METHODS = {
     "fusioner": "ovnb.methods.fusioner",
     "simbaseline": "ovnb.methods.simbaseline",
+    "pnp_ovss": "ovnb.methods.pnp_ovss",
 }
 
 
