@@ -9,6 +9,7 @@
     ovnb benchmark fusioner-cache        Fusioner training step time with and without the feature cache
     ovnb benchmark fusioner-cosine       the output-size cosine, direct vs upsampled_cosine
     ovnb benchmark simbaseline           batched vs one-by-one region classification; seconds per image
+    ovnb benchmark pnp-ovss              PnP-OVSS the fast way vs the official way: time, peak memory
     ovnb profiles                        list the profiles
 """
 
@@ -143,6 +144,19 @@ def cmd_benchmark(args) -> int:
         pipeline = {c: sbb.measure_pipeline(c) for c in configs} if not args.no_pipeline else {}
         print(sbb.report(regions, pipeline))
         return 0
+    if args.what == "pnp-ovss":
+        from .reproduce import benchmark_pnp_ovss as pb
+
+        configs = args.configs or list(pb.CONFIGS)
+        unknown = [c for c in configs if c not in pb.CONFIGS]
+        if unknown:
+            raise SystemExit(f"ovnb: unknown pnp-ovss config(s) {unknown}; valid: {list(pb.CONFIGS)}")
+        timings = []
+        for name in configs:
+            timings.append(pb.measure(name, batch=args.batch, steps=args.steps))
+            print(pb.report(timings[-1:]).splitlines()[-1], flush=True)
+        print(pb.report(timings))
+        return 0 if all(t.identical for t in timings) else 1
     if args.what == "fusioner-cosine":
         configs = args.configs or list(benchmark.COSINE_SHAPES)
         unknown = [c for c in configs if c not in benchmark.COSINE_SHAPES]
@@ -243,13 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
-    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine", "simbaseline"],
+    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine", "simbaseline", "pnp-ovss"],
                    help="fusioner-cache: training step with vs without the cache; fusioner-cosine: Eq. (4)'s "
                         "similarity as interpolate + cosine vs upsampled_cosine (configs toy, paper); simbaseline: "
                         "Eq. (1) on all proposals in one CLIP forward vs one by one, and segment() s/image "
-                        "(configs toy, vit-b-16)")
+                        "(configs toy, vit-b-16); pnp-ovss: the fast way vs the official way, time, peak memory and identical "
+                        "masks (configs toy, blip-l)")
     p.add_argument("--configs", nargs="+", default=None,
-                   help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper; simbaseline: toy, vit-b-16")
+                   help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper; simbaseline: toy, vit-b-16; "
+                        "pnp-ovss: toy, blip-l")
     p.add_argument("--proposals", type=int, default=100, help="simbaseline: proposals per image")
     p.add_argument("--no-pipeline", action="store_true", help="simbaseline: the region benchmark only")
     p.add_argument("--steps", type=int, default=3)

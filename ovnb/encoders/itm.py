@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from .base import CLIP_MEAN, CLIP_STD, DenseFeatures, EncoderInfo, FrozenEncoder
 
 BLIP_LARGE = dict(
+    # initializer_range: BlipVisionConfig's default is 1e-10 (transformers always loads BLIP pretrained);
+    # random weights that small make the gradients denormal floats, which CPUs compute 10-100x slower
     vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                image_size=384, patch_size=16),
+                image_size=384, patch_size=16, initializer_range=0.02),
     text=dict(vocab_size=30524, hidden_size=768, encoder_hidden_size=1024, intermediate_size=3072,
               num_hidden_layers=12, num_attention_heads=12),
     projection_dim=256,

@@ -1,0 +1,190 @@
+"""PnP-OVSS's experiments: one ``Runner`` per profile builds the VLM once, reads the test sets and
+scores configurations of the method (``PnPConfig`` fields) in both protocols.
+
+Nothing is trained: the ``toy`` profile runs the committed toy BLIP on toy test scenes (every class
+counts as unseen), ``quick`` / ``paper`` the released BLIP (``Salesforce/blip-itm-large-flickr``) on
+the prepared datasets, ``dryrun`` the same code with the real architectures' random weights on
+fixture datasets (at ``pnp_ovss.image_size``: the path, not the numbers).
+
+Datasets, in the paper's protocol (background as class 0, ``ovnb.data.semseg``) and the standard one:
+
+| paper column | split (paper protocol) | standard split | background rule |
+|---|---|---|---|
+| Pascal VOC-20 | ``voc-21`` (boundaries as background) | ``voc-20`` | always |
+| Pascal Context-59 | ``pascal-context-60`` | ``pascal-context-59`` | fewer than 3 classes |
+| COCO Stuff-171 | ``coco-stuff-172`` | ``coco-stuff-171`` | fewer than 3 classes |
+| ADE 20K-150 | ``ade20k-151`` | ``ade20k-150`` | fewer than 3 classes |
+
+Class lists per image (``candidates``): ``"oracle"`` the ground-truth labels, ``"all"`` the whole
+vocabulary, ``"clip"`` the toy CLIP's zero-shot multi-label choice (the toy world's stand-in for the
+official GPT-4o lists).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import results
+from ..data import semseg
+from ..methods import pnp_ovss as pnp
+from .fusioner import _resolve
+
+TOY_VLM = "toy-blip"
+REAL_VLM = "blip-itm-large-flickr"
+TOY_TEST_IMAGES = 200
+LOADERS = {
+    "voc-21": lambda root: semseg.voc(root, "val", background=True),
+    "voc-20": lambda root: semseg.voc(root, "val"),
+    "pascal-context-60": lambda root: semseg.pascal_context(root, "val", 60),
+    "pascal-context-59": lambda root: semseg.pascal_context(root, "val", 59),
+    "coco-stuff-172": lambda root: semseg.coco_stuff(root, "val2017", background=True),
+    "coco-stuff-171": lambda root: semseg.coco_stuff(root, "val2017"),
+    "ade20k-151": lambda root: semseg.ade20k(root, "validation", background=True),
+    "ade20k-150": lambda root: semseg.ade20k(root, "validation"),
+}
+PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
+                  "coco-stuff-172": "standard", "ade20k-151": "standard"}
+CANDIDATES = ("oracle", "all", "clip")
+
+
+class Runner:
+    """Builds PnP-OVSS for one profile and evaluates it. Profile keys: ``pnp_ovss.image_size`` (the
+    VLM's input; default the paper's 336, the toy BLIP's 64), ``pnp_ovss.test_images`` (toy test
+    scenes; default 200) and ``eval_images`` (test images scored)."""
+
+    def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False,
+                 prepare_data: bool = False):
+        from ..data.fixtures import data_root as fixture_root
+
+        self.profile = profile
+        self.toy = profile.data == "toy"
+        self.data_root = _resolve(fixture_root(profile, data_root))
+        self.device, self.progress, self.prepare_data = device, progress, prepare_data
+        self.image_size = profile.get("pnp_ovss.image_size")
+        self.test_images = int(profile.get("pnp_ovss.test_images", TOY_TEST_IMAGES))
+        self.eval_images = profile.eval_images
+        self._models: dict = {}
+        self._data: dict = {}
+        self._clip = None
+
+    @property
+    def vlm(self) -> str:
+        return TOY_VLM if self.toy else REAL_VLM
+
+    def weights_source(self) -> str:
+        return {"toy": "toy", "random": "random"}.get(self.profile.weights, "released")
+
+    # -- model -----------------------------------------------------------------------------------
+    def model(self, vlm: str | None = None, **config) -> pnp.PnPOVSS:
+        """PnP-OVSS on ``vlm`` (default the profile's) with ``config`` changes; the VLM is built once."""
+        vlm = vlm or self.vlm
+        if vlm not in self._models:
+            size = {} if self.image_size is None else {"image_size": int(self.image_size)}
+            self._models[vlm] = pnp.build(vlm, pretrained=self.profile.weights != "random", device=self.device,
+                                          **size)
+        base = self._models[vlm]
+        return base.configure(**config) if config else base
+
+    def clip(self):
+        """The reward's CLIP: ViT-L/14 (the paper's reward model at 336 px), the toy CLIP in the toy world."""
+        if self._clip is None:
+            from .. import encoders
+
+            self._clip = encoders.build("toy-clip-vit" if self.toy else "clip-vit-l-14",
+                                        pretrained=self.profile.weights != "random", device=self.device)
+        return self._clip
+
+    # -- data ------------------------------------------------------------------------------------
+    def dataset(self, name: str = "voc-21") -> semseg.SemSegImages:
+        """The test set of ``name`` (toy profiles: the toy world's test scenes, whatever the name)."""
+        key = "toy" if self.toy else name
+        if key not in self._data:
+            if self.toy:
+                self._data[key] = semseg.toy("toy-zero-shot", "test", images=self.test_images)
+            else:
+                if name not in LOADERS:
+                    raise ValueError(f"unknown PnP-OVSS dataset {name!r}; valid: {list(LOADERS)}")
+                try:
+                    self._data[key] = LOADERS[name](self.data_root)
+                except FileNotFoundError:
+                    if not self.prepare_data:
+                        raise
+                    from ..data import prepare
+
+                    for family in semseg.NEEDS[name]:
+                        prepare.prepare(family, self.data_root)
+                    self._data[key] = LOADERS[name](self.data_root)
+        return self._data[key]
+
+    def background_rule(self, name: str) -> str:
+        return "never" if self.toy else pnp.BACKGROUND_RULES.get(name, "never")
+
+    def indices(self, dataset) -> list[int]:
+        n = len(dataset) if self.eval_images is None else min(self.eval_images, len(dataset))
+        return list(range(n))
+
+    def oracle(self, sample, dataset) -> list[int]:
+        """The ground-truth classes of an image (without the background class)."""
+        present = sorted(int(c) for c in sample["mask"].unique().tolist() if c != semseg.IGNORE_INDEX)
+        names = dataset.class_names
+        return [c for c in present if names[c] != "background"]
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def predict(self, model: pnp.PnPOVSS, dataset, indices, candidates: str = "oracle", batch: int = 8) -> list:
+        """Label maps ``[H, W]`` of ``indices`` (images of one size are batched)."""
+        from tqdm.auto import tqdm
+
+        if candidates not in ("oracle", "all"):
+            raise ValueError(f"candidates must be 'oracle' or 'all' here, got {candidates!r}")
+        names = list(dataset.class_names)
+        out = []
+        chunks = [indices[i:i + batch] for i in range(0, len(indices), batch)]
+        for chunk in tqdm(chunks, desc="PnP-OVSS", disable=not self.progress, leave=False):
+            samples = [dataset[i] for i in chunk]
+            groups: dict = {}
+            for j, s in enumerate(samples):
+                groups.setdefault(tuple(s["image"].shape), []).append(j)
+            labels = [None] * len(samples)
+            for js in groups.values():
+                images = torch.stack([samples[j]["image"] for j in js])
+                cands = None if candidates == "all" else [self.oracle(samples[j], dataset) or [0] for j in js]
+                scores = model.segment(images, names, cands)
+                for j, lab in zip(js, scores.argmax(1)):
+                    labels[j] = lab
+            out += labels
+        return out
+
+    def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
+        """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may
+        rewrite a label map first (the scrambled control)."""
+        from ..metrics import PROTOCOLS
+
+        matrix = PROTOCOLS[protocol].confusion_matrix(len(dataset.class_names))
+        for i, lab in zip(indices, labels):
+            mask = dataset[i]["mask"]
+            matrix.update(permute(i, lab) if permute else lab, mask)
+        return matrix
+
+
+def scramble(labels: torch.Tensor, classes: list[int], shift: int = 1) -> torch.Tensor:
+    """The label map with each candidate class's pixels given to the next candidate (cyclically): the
+    pipeline unchanged, only which class each map belongs to is wrong (the control of the toy claims)."""
+    out = labels.clone()
+    if len(classes) < 2:
+        return out
+    for a, b in zip(classes, classes[shift:] + classes[:shift]):
+        out[labels == a] = b
+    return out
+
+
+def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data", progress: bool = False,
+                   prepare_data: bool = False) -> tuple[Runner, results.RunRecord]:
+    """The setup cell of a PnP-OVSS notebook: the ``Runner`` for ``profile`` on the available device
+    and the notebook's ``RunRecord`` (seeds pick test images; nothing is trained)."""
+    from .. import env, profiles
+
+    prof = profiles.load(profile)
+    runner = Runner(prof, data_root=data_root, device=env.device(), progress=progress, prepare_data=prepare_data)
+    return runner, results.RunRecord(notebook, profile, tuple(prof.seeds if seeds is None else seeds))
