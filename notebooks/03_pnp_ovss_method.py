@@ -124,7 +124,7 @@ for (li, hi), m in full.layer_maps.items():
 plt.suptitle(f"GradCAM of '{names[classes[0]]}' in every layer and head (chosen: layer {cfg.layer}, head {cfg.head})",
              fontsize=9)
 plt.show()
-record.metric("gradcam maps kept by the official way", len(full.layer_maps), seed=SEED)
+_ = record.metric("gradcam maps kept by the official way", len(full.layer_maps), seed=SEED)
 
 # %% [markdown]
 # ## 3. GradCAM against raw attention

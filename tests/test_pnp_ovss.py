@@ -325,3 +325,51 @@ def test_random_search_draws_distinct_points_and_keeps_the_best():
     assert R.best(trials).reward == max(t.reward for t in trials)
     assert len(R.random_search(lambda p: 0, space, iterations=50)) == 12  # the whole grid at most
     assert R.BLIP_SPACE["threshold"] == [0.05, 0.15, 0.25, 0.35, 0.45] and R.BLUR_SPACE[2] == 0.05
+
+
+# -- the runner's scoring -----------------------------------------------------------------------------
+
+def test_fewer_passes_are_a_prefix_of_more(tiny):
+    images, names = _images(1, seed=5), NAMES
+    four = tiny.configure(passes=4, drop_patches=6)
+    passes = four.maps(images, names, [[0, 2]])["passes"][0]
+    for n in (1, 2, 3):
+        direct = four.configure(passes=n).segment(images, names, [[0, 2]])[0]
+        torch.testing.assert_close(four.configure(passes=n).scores(passes, images[0], [0, 2], names, n), direct)
+
+
+def test_scramble_moves_each_candidate_to_the_next():
+    from ovnb.reproduce.pnp_ovss import scramble
+
+    lab = torch.tensor([[3, 3, 7], [9, 7, 3]])
+    assert scramble(lab, [3, 7, 9]).tolist() == [[7, 7, 9], [3, 9, 7]]
+    assert scramble(lab, [3]).tolist() == lab.tolist()
+
+
+class _Masks:
+    class_names = ("background", "a", "b")
+
+    def __init__(self, masks):
+        self.masks = masks
+
+    def __getitem__(self, i):
+        return {"mask": self.masks[i]}
+
+
+def test_paper_and_standard_protocols_from_the_same_labels():
+    """voc-21: the boundary (255) counts as background in the paper's protocol; the standard one
+    ignores background and boundary pixels and counts a pixel predicted as background as a miss."""
+    from ovnb import profiles
+    from ovnb.reproduce.pnp_ovss import Runner
+
+    runner = Runner.__new__(Runner)
+    runner.toy = False
+    mask = torch.tensor([[0, 0, 1, 1], [255, 2, 2, 2]])
+    pred = torch.tensor([[0, 1, 1, 0], [0, 2, 2, 1]])
+    got = runner.miou([pred], _Masks([mask]), [0], "voc-21")
+    # paper (21 -> 3 classes, 255 -> 0): bg TP 2 (0,0),(1,0); bg FP 1 (0,3); bg FN 1 (0,1) -> 2/4
+    # a: TP 1 (0,2); FP (0,1),(1,3) ; FN (0,3) -> 1/4 ; b: TP 2, FN 1 (1,3) -> 2/3
+    assert got["paper"] == pytest.approx(100 * (0.5 + 0.25 + 2 / 3) / 3)
+    # standard: pixels with gt a, b only; a: TP 1, FN 1 (predicted bg), FP 1 (1,3) -> 1/3; b: TP 2, FN 1 -> 2/3
+    assert got["standard"] == pytest.approx(100 * (1 / 3 + 2 / 3) / 2)
+    assert profiles.load("dryrun").get("pnp_ovss.image_size") == 96

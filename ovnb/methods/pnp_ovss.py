@@ -546,23 +546,28 @@ class PnPOVSS(torch.nn.Module):
         at ``background_class``; classes not in an image's caption get -1 (never the argmax)."""
         images, class_names = check_inputs(images, class_names)
         out = self.maps(images, class_names, candidates)
+        return torch.stack([self.scores(out["passes"][i], images[i], out["candidates"][i], class_names)
+                            for i in range(images.shape[0])])
+
+    def scores(self, pass_maps: list[torch.Tensor], image: torch.Tensor, candidates: list[int], class_names,
+               passes: int | None = None) -> torch.Tensor:
+        """``[K, H, W]`` scores of one image from its per-pass maps (``maps``): aggregation of the first
+        ``passes`` passes (default all; a run with fewer passes gives exactly these), post-processing,
+        channels put at their classes. Table 5's rows share one ``maps`` call this way."""
         bg = {n: i for i, n in enumerate(class_names)}.get(self.background_class)
-        b, (h, w) = images.shape[0], images.shape[-2:]
-        scores = torch.full((b, len(class_names), h, w), -1.0)
-        for i in range(b):
-            rule = self.config.background
-            post = self.postprocess(self.aggregate(out["passes"][i]), images[i], rule)
-            ch = post["channels"]
-            if post["background_added"]:
-                if bg is None:
-                    raise ValueError(f"the background rule {rule!r} added a background channel, but class_names has "
-                                     f"no {self.background_class!r} class; add it (e.g. the voc-21 split) or "
-                                     f"use background='never'")
-                scores[i, bg] = ch[0]
-                ch = ch[1:]
-            for k, c in enumerate(out["candidates"][i]):
-                scores[i, c] = ch[k]
-        return scores
+        post = self.postprocess(self.aggregate(pass_maps[:passes]), image)
+        ch = post["channels"]
+        out = torch.full((len(class_names), *image.shape[-2:]), -1.0)
+        if post["background_added"]:
+            if bg is None:
+                raise ValueError(f"the background rule {self.config.background!r} added a background channel, but "
+                                 f"class_names has no {self.background_class!r} class; add it (e.g. the voc-21 "
+                                 f"split) or use background='never'")
+            out[bg] = ch[0]
+            ch = ch[1:]
+        for k, c in enumerate(candidates):
+            out[c] = ch[k]
+        return out
 
     def explain(self, image: torch.Tensor, class_names, candidates=None, keep_all: bool = False) -> Explanation:
         """Every stage of one image (``image``: [3, H, W]); ``keep_all`` needs ``mode="official"``."""

@@ -44,6 +44,8 @@ LOADERS = {
     "ade20k-151": lambda root: semseg.ade20k(root, "validation", background=True),
     "ade20k-150": lambda root: semseg.ade20k(root, "validation"),
 }
+STANDARD = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "coco-stuff-172": "coco-stuff-171",
+            "ade20k-151": "ade20k-150"}
 PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
                   "coco-stuff-172": "standard", "ade20k-151": "standard"}
 CANDIDATES = ("oracle", "all", "clip")
@@ -97,12 +99,13 @@ class Runner:
         return self._clip
 
     # -- data ------------------------------------------------------------------------------------
-    def dataset(self, name: str = "voc-21") -> semseg.SemSegImages:
-        """The test set of ``name`` (toy profiles: the toy world's test scenes, whatever the name)."""
-        key = "toy" if self.toy else name
+    def dataset(self, name: str = "voc-21", seed: int = 0) -> semseg.SemSegImages:
+        """The test set of ``name`` (toy profiles: the toy world's test scenes drawn with ``seed``,
+        whatever the name - each seed is a new set of scenes; real data has one test set)."""
+        key = ("toy", seed) if self.toy else name
         if key not in self._data:
             if self.toy:
-                self._data[key] = semseg.toy("toy-zero-shot", "test", images=self.test_images)
+                self._data[key] = semseg.toy("toy-zero-shot", "test", images=self.test_images, seed=seed)
             else:
                 if name not in LOADERS:
                     raise ValueError(f"unknown PnP-OVSS dataset {name!r}; valid: {list(LOADERS)}")
@@ -156,6 +159,53 @@ class Runner:
             out += labels
         return out
 
+    def predict_rows(self, rows: dict, dataset, indices, background: str = "never", batch: int = 8) -> dict:
+        """Label maps for each row of an ablation (``rows``: label -> ``PnPConfig`` changes), with one
+        ``maps`` call per image for all rows that share ``gradcam`` (the rows' fewer passes are
+        prefixes of the longest: ``PnPOVSS.scores(passes=...)``)."""
+        from tqdm.auto import tqdm
+
+        names = list(dataset.class_names)
+        base = self.model(background=background)
+        models = {label: base.configure(**changes) for label, changes in rows.items()}
+        groups: dict = {}
+        for label, m in models.items():
+            groups.setdefault(m.config.gradcam, []).append(label)
+        out = {label: [] for label in rows}
+        chunks = [indices[i:i + batch] for i in range(0, len(indices), batch)]
+        for chunk in tqdm(chunks, desc="PnP-OVSS rows", disable=not self.progress, leave=False):
+            samples = [dataset[i] for i in chunk]
+            for gradcam, labels in groups.items():
+                runner_model = base.configure(gradcam=gradcam, passes=max(models[l].config.passes for l in labels))
+                for s in samples:
+                    cands = self.oracle(s, dataset) or [0]
+                    passes = runner_model.maps(s["image"][None], names, [cands])["passes"][0]
+                    for label in labels:
+                        m = models[label]
+                        out[label].append(m.scores(passes, s["image"], cands, names, m.config.passes).argmax(0))
+        return out
+
+    def reward(self, dataset, indices, stage: str = "gradcam", background: str = "never", **config) -> int:
+        """The CLIP reward (Eq. 6, ``ovnb.methods.pnp_reward``) summed over ``indices`` for the method with
+        ``config``; ``stage="gradcam"``: the first search stage's masks (one pass: the official search ran
+        with ``drop_iter=1``), ``"segmentation"``: the pre-CRF segmentation (the blur stage)."""
+        from ..methods import pnp_reward as R
+
+        names = list(dataset.class_names)
+        if stage == "gradcam":
+            model = self.model(background=background, **{"passes": 1, **config})
+        elif stage == "segmentation":
+            model = self.model(background=background, **config)
+        else:
+            raise ValueError(f"stage must be 'gradcam' or 'segmentation', got {stage!r}")
+        make = R.gradcam_masks if stage == "gradcam" else R.segmentation_masks
+        total = 0
+        for i in indices:
+            s = dataset[i]
+            masks, cands = make(model, s["image"][None], names, [self.oracle(s, dataset) or [0]])
+            total += int(R.clip_reward(self.clip(), s["image"][None], cands, masks, names).sum())
+        return total
+
     def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
         """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may
         rewrite a label map first (the scrambled control)."""
@@ -166,6 +216,29 @@ class Runner:
             mask = dataset[i]["mask"]
             matrix.update(permute(i, lab) if permute else lab, mask)
         return matrix
+
+
+    def miou(self, labels, dataset, indices, name: str) -> dict:
+        """mIoU (%) of the same label maps in the paper's protocol and the standard one. The paper's
+        splits hold background as class 0; the standard protocol ignores the background pixels of the
+        ground truth and counts a pixel predicted as background as a miss (an extra "no class"
+        column). Toy scenes have no background: both protocols are the same there."""
+        from ..metrics import ConfusionMatrix, PROTOCOLS, miou
+
+        if self.toy:
+            value = 100 * miou(self.score(labels, dataset, indices))
+            return {"paper": value, "standard": value}
+        if name not in STANDARD:
+            raise ValueError(f"no paper protocol for {name!r}; valid: {list(STANDARD)}")
+        c = len(dataset.class_names)
+        paper = PROTOCOLS[PAPER_PROTOCOL[name]]
+        pm, sm = paper.confusion_matrix(c), ConfusionMatrix(c, ignore_index=semseg.IGNORE_INDEX)
+        for i, lab in zip(indices, labels):
+            mask = dataset[i]["mask"]
+            pm.update(lab, mask)
+            gt = torch.where((mask == 0) | (mask == semseg.IGNORE_INDEX), semseg.IGNORE_INDEX, mask - 1)
+            sm.update(torch.where(lab == 0, c - 1, lab - 1), gt)
+        return {"paper": 100 * paper.miou(pm), "standard": 100 * miou(sm, list(range(c - 1)))}
 
 
 def scramble(labels: torch.Tensor, classes: list[int], shift: int = 1) -> torch.Tensor:
