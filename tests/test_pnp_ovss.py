@@ -373,3 +373,37 @@ def test_paper_and_standard_protocols_from_the_same_labels():
     # standard: pixels with gt a, b only; a: TP 1, FN 1 (predicted bg), FP 1 (1,3) -> 1/3; b: TP 2, FN 1 -> 2/3
     assert got["standard"] == pytest.approx(100 * (1 / 3 + 2 / 3) / 2)
     assert profiles.load("dryrun").get("pnp_ovss.image_size") == 96
+
+
+# -- MaskCLIP, the training-free baseline --------------------------------------------------------------
+
+def test_maskclip_value_path_matches_a_hand_computation():
+    """The last block with attention replaced by its value path, computed by hand from open_clip's
+    modules, then ln_post and the projection."""
+    from ovnb.methods import maskclip
+
+    torch.manual_seed(0)
+    clip = encoders.build("toy-clip-vit", pretrained=True)
+    m = maskclip.MaskCLIP(clip)
+    images = _images(2)
+    got = m.patch_features(images)
+    visual = clip.model.visual
+    x = clip.preprocess(images)
+    feats = {}
+    block = visual.transformer.resblocks[-1]
+    handle = block.register_forward_pre_hook(lambda mod, args: feats.setdefault("in", args[0]))
+    with torch.no_grad():
+        visual(x)
+    handle.remove()
+    h = feats["in"]  # [B, 1 + N, width] (batch first)
+    e = block.attn.embed_dim
+    y = block.ln_1(h)
+    v = y @ block.attn.in_proj_weight[2 * e:].T + block.attn.in_proj_bias[2 * e:]
+    h = h + block.ls_1(block.attn.out_proj(v)) if hasattr(block, "ls_1") else h + block.attn.out_proj(v)
+    h = h + (block.ls_2(block.mlp(block.ln_2(h))) if hasattr(block, "ls_2") else block.mlp(block.ln_2(h)))
+    tokens = visual.ln_post(h[:, 1:]) @ visual.proj
+    g = int(tokens.shape[1] ** 0.5)
+    want = torch.nn.functional.normalize(tokens.transpose(1, 2).reshape(2, -1, g, g), dim=1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    scores = m.segment(images, NAMES, [[0, 2], [1]])
+    assert scores.shape == (2, 4, 40, 48) and (scores[0, [1, 3]] == -2).all() and (scores[1, 1] > -2).all()

@@ -14,6 +14,7 @@ METHODS = {
     "fusioner": "ovnb.methods.fusioner",
     "simbaseline": "ovnb.methods.simbaseline",
     "pnp_ovss": "ovnb.methods.pnp_ovss",
+    "maskclip": "ovnb.methods.maskclip",
 }
 
 
