@@ -54,13 +54,12 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
 from ovnb import env
 from ovnb.metrics import miou
 from ovnb.reproduce.pnp_ovss import scramble, start_notebook
-from ovnb.viz import label_image, segmentation_row
+from ovnb.viz import segmentation_row
 
 runner, record = start_notebook("03_pnp_ovss_method", PROFILE, [SEED], DATA_ROOT, progress=True,
                                 prepare_data=PREPARE_DATA)

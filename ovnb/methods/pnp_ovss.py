@@ -38,7 +38,7 @@ default; the notebook ``03_pnp_ovss_method`` lists the deviations.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -582,7 +582,8 @@ class PnPOVSS(torch.nn.Module):
         if post["background_added"] and bg is not None:
             table[0] = bg
         ids = out["ids"][0].tolist()
-        toks = self.vlm.tokenizer.convert_ids_to_tokens(ids[:int((out["ids"][0] != (self.vlm.tokenizer.pad_token_id or 0)).sum())])
+        length = int((out["ids"][0] != (self.vlm.tokenizer.pad_token_id or 0)).sum())
+        toks = [t if t is not None else "[ENC]" for t in self.vlm.tokenizer.convert_ids_to_tokens(ids[:length])]
         layer_maps = None
         if keep_all and out["every"] is not None:
             layer_maps = {}
@@ -622,4 +623,4 @@ def build(vlm: str = "blip-itm-large-flickr", pretrained: bool = False, device=N
 
 __all__ = ["PnPConfig", "PnPOVSS", "Explanation", "build", "caption", "caption_names", "token_spans", "class_maps",
            "threshold_maps", "minmax", "add_background", "blur_step", "crf_step", "BACKGROUND_RULES",
-           "fallback_candidates", "asdict"]
+           "fallback_candidates"]
