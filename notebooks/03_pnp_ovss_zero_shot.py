@@ -29,11 +29,12 @@
 # wrong candidate class), on the same images with the same candidate classes, in the paper's protocol
 # (background as class 0) and the standard one.
 #
-# **Candidate classes.** The paper's captions hold GPT-4o's list of the classes in each image; this
-# notebook uses the ground-truth labels for every method (`CANDIDATES = "oracle"`), which is an upper
-# bound on what a list can give. The GPT-4o lists are not wired in yet (the data script that fetches
-# the published JSON files is still to come), nor is COCO-Object (its masks are painted from the
-# instance annotations). **Toy profile:** the toy BLIP and the toy CLIP on toy test scenes, each seed a
+# **Candidate classes.** The paper's captions hold GPT-4o's list of the classes in each image (the
+# published lists, probability > 70, the official fallbacks: `ovnb.data.class_lists`); the real profiles
+# use them for PnP-OVSS and for MaskCLIP (`CANDIDATES = None`). The toy world has no GPT-4o: there, and
+# in the dry run (its fixtures have no lists), every method gets the ground-truth labels, an upper bound
+# on what a list can give. COCO-Object is not evaluated yet (its masks are painted from the instance
+# annotations). **Toy profile:** the toy BLIP and the toy CLIP on toy test scenes, each seed a
 # new set of scenes (nothing is trained).
 
 # %%
@@ -52,6 +53,7 @@ DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare N
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
 CACHE_DIR = "build/cache"  # unused: PnP-OVSS caches nothing
 MASKCLIP_CLIP = None  # the baseline's CLIP; None: ViT-B/16 (toy: the toy CLIP ViT)
+CANDIDATES = None  # None: the paper's GPT-4o lists on real data (`ovnb data prepare gpt4o-lists`), ground truth in the toy world and the dry run; or "oracle" / "all"
 
 # %%
 import matplotlib.pyplot as plt
@@ -77,7 +79,8 @@ COLUMNS = ({"COCO Stuff-171": "coco-stuff-172"} if runner.toy else
 clip_name = MASKCLIP_CLIP or ("toy-clip-vit" if runner.toy else "clip-vit-b-16")
 maskclip = methods.build("maskclip", clip=clip_name, pretrained=runner.profile.weights != "random",
                          device=runner.device)
-print(f"PnP-OVSS on {runner.vlm}, MaskCLIP on {clip_name} ({WEIGHTS} weights); seeds {SEEDS}")
+KIND = runner.candidate_kind(CANDIDATES)
+print(f"PnP-OVSS on {runner.vlm}, MaskCLIP on {clip_name} ({WEIGHTS} weights); candidates: {KIND}; seeds {SEEDS}")
 
 # %% [markdown]
 # ## Tables 1, 7 and 8: what each method needs
@@ -106,13 +109,15 @@ for column, name in COLUMNS.items():
         test = runner.dataset(name, seed)
         indices = runner.indices(test)
         names = list(test.class_names)
-        ours = runner.predict(model, test, indices)
-        cands = {i: runner.oracle(test[i], test) for i in indices}
+        ours = runner.predict(model, test, indices, KIND, name=name)
+        cands = {i: (runner.gpt4o(test[i], test, name) if KIND == "gpt4o" else runner.oracle(test[i], test))
+                 for i in indices}
         control = [scramble(lab, cands[i]) for i, lab in zip(indices, ours)]
         baseline = []
         for i in indices:
             s = test[i]
-            baseline.append(maskclip.segment(s["image"][None], names, [cands[i] or [0]])[0].argmax(0))
+            baseline.append(maskclip.segment(s["image"][None], names,
+                                             None if KIND == "all" else [cands[i] or [0]])[0].argmax(0))
         for method, labels in (("PnP-OVSS", ours), ("scrambled control", control), ("MaskCLIP", baseline)):
             scores = runner.miou(labels, test, indices, name)
             rows.append({"column": column, "method": method, "seed": seed, **scores})
@@ -120,10 +125,10 @@ for column, name in COLUMNS.items():
         pnp = [r for r in rows if r["method"] == "PnP-OVSS" and r["seed"] == seed and r["column"] == column][0]
         mc = [r for r in rows if r["method"] == "MaskCLIP" and r["seed"] == seed and r["column"] == column][0]
         record.add(pnp["paper"], paper="pnp_ovss", table="Table 3", row="PnP-OVSS + BLIP @336", column=column,
-                   weights=WEIGHTS, seed=seed, candidates="ground truth",
+                   weights=WEIGHTS, seed=seed, **({} if KIND == "gpt4o" else {"candidates": KIND}),
                    **({"resolution": model.config.image_size} if model.config.image_size != 336 else {}), **extra)
         record.add(mc["paper"], paper="pnp_ovss", table="Table 3", row="MaskClip (by [51])", column=column,
-                   weights=WEIGHTS, seed=seed, candidates="ground truth", clip=clip_name, **extra)
+                   weights=WEIGHTS, seed=seed, candidates=KIND, clip=clip_name, **extra)
         if seed == SEEDS[0]:
             examples[column] = (test, indices[:3], ours[:3], baseline[:3])
 table3 = pd.DataFrame(rows)
@@ -160,8 +165,9 @@ for column in COLUMNS:
 # %% [markdown]
 # ## Deviations
 #
-# * Candidate classes: ground-truth labels (the paper: GPT-4o lists with probability > 70); COCO-Object
-#   is not evaluated yet.
+# * Candidate classes: the GPT-4o lists on real data as the paper; ground-truth labels in the toy
+#   world and the dry run. MaskCLIP gets the same lists (the paper's MaskCLIP rows name every class).
+#   COCO-Object is not evaluated yet.
 # * MaskCLIP: the value-path dense features only (no prompt denoising, no key smoothing, no
 #   self-training), "a photo of a {}." as the text prompt, candidate classes as for PnP-OVSS.
 # * Toy world: toy scenes stand in for COCO-Stuff; the toy BLIP's defaults (layer 2 of 4, heads

@@ -406,3 +406,63 @@ def test_maskclip_value_path_matches_a_hand_computation():
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     scores = m.segment(images, NAMES, [[0, 2], [1]])
     assert scores.shape == (2, 4, 40, 48) and (scores[0, [1, 3]] == -2).all() and (scores[1, 1] > -2).all()
+
+
+# -- the official GPT-4o class lists ----------------------------------------------------------------------
+
+def test_gpt4o_answers_are_parsed_and_filtered_as_the_official_reader():
+    from ovnb.data import class_lists as L
+
+    assert L.parse("[2: 'bicycle', 15: 'person'], [100, 100]") == [(2, 100), (15, 100)]
+    assert L.parse("[19: train], [100%]") == [(19, 100)]
+    assert L.parse("[2: 'building;edifice', 3: 'sky'], [100%, 60%]") == [(2, 100), (3, 60)]
+    assert L.parse("[1: person, 64: potted plant]\n\n[90, 70]") == [(1, 90), (64, 70)]
+    assert L.parse("") == []
+    # > 70 is strict; an empty answer is id 1 at 100 %; nothing kept: [] (the caller's first class)
+    assert L.chosen_ids("[18: 'sofa', 11: 'table'], [95, 70]") == [18]
+    assert L.chosen_ids("") == [1]
+    assert L.chosen_ids("[4: 'boat'], [50]") == []
+    with pytest.raises(ValueError, match="2 class ids but 1 probabilities"):
+        L.parse("[1: a, 2: b], [90]")
+
+
+def test_gpt4o_candidates_map_ids_and_fall_back_to_the_first_class():
+    from ovnb.data import class_lists as L
+
+    answers = {"2007_000452": "[18: 'sofa', 11: 'table'], [95, 80]", "2007_000001": "[4: 'boat'], [50]",
+               "ADE_val_00000007": "[3: 'sky'], [90%]"}
+    assert L.candidates(answers, "voc-21", "voc-21/2007_000452", lambda i: i) == [18, 11]
+    assert L.candidates(answers, "voc-21", "voc-21/2007_000001", lambda i: i) == [1]
+    assert L.candidates(answers, "ade20k-151", "ade20k-151/ADE_val_00000007", lambda i: i) == [3]
+    with pytest.raises(ValueError, match="no GPT-4o lists"):
+        L.load("data", "voc-20")
+
+
+def test_gpt4o_lists_download_is_checked_by_entry_counts(tmp_path):
+    import json as _json
+
+    from ovnb.data.prepare import gpt4o_lists as G
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for key, count in G.FILES.items():
+        (src / G.filename(key)).write_text(_json.dumps({str(i): "[1: a], [100]" for i in range(count)}))
+    out = G.prepare(tmp_path / "data", {"pnp-ovss": src.as_uri()})
+    assert sorted(p.name for p in out.glob("*.json")) == sorted(G.filename(k) for k in G.FILES)
+    (out / G.filename("voc")).write_text("{}")
+    assert G.check(tmp_path / "data") == [f"{out / G.filename('voc')}: 0 entries, expected 1449"]
+
+
+def test_runner_maps_gpt4o_ids_to_split_indices():
+    from ovnb.data import semseg
+    from ovnb.reproduce.pnp_ovss import Runner
+
+    runner = Runner.__new__(Runner)
+    runner._data = {("gpt4o", "coco-stuff-172"): {"000000252219": "[1: person, 96: building-other, 200: x], [100%, 85%, 90%]"},
+                    ("gpt4o", "voc-21"): {"2007_000452": "[18: 'sofa', 11: 'table'], [95, 80]"}}
+    coco = semseg.split("coco-stuff-172")
+    got = runner.gpt4o({"id": "coco-stuff-172/000000252219"}, coco, "coco-stuff-172")
+    assert [coco.class_names[c] for c in got] == ["person", "building-other"]  # id 200 exists nowhere: dropped
+    voc = semseg.split("voc-21")
+    assert [voc.class_names[c] for c in runner.gpt4o({"id": "voc-21/2007_000452"}, voc, "voc-21")] == \
+        ["sofa", "diningtable"]

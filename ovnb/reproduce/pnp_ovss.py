@@ -15,9 +15,9 @@ Datasets, in the paper's protocol (background as class 0, ``ovnb.data.semseg``) 
 | COCO Stuff-171 | ``coco-stuff-172`` | ``coco-stuff-171`` | fewer than 3 classes |
 | ADE 20K-150 | ``ade20k-151`` | ``ade20k-150`` | fewer than 3 classes |
 
-Class lists per image (``candidates``): ``"oracle"`` the ground-truth labels, ``"all"`` the whole
-vocabulary, ``"clip"`` the toy CLIP's zero-shot multi-label choice (the toy world's stand-in for the
-official GPT-4o lists).
+Class lists per image (``candidates``): ``"oracle"`` the ground-truth labels, ``"gpt4o"`` the official
+GPT-4o lists (``ovnb.data.class_lists``; real data only: ``ovnb data prepare gpt4o-lists``), ``"all"``
+the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ STANDARD = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "coco-
             "ade20k-151": "ade20k-150"}
 PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
                   "coco-stuff-172": "standard", "ade20k-151": "standard"}
-CANDIDATES = ("oracle", "all", "clip")
+CANDIDATES = ("oracle", "gpt4o", "all")
 
 
 class Runner:
@@ -128,6 +128,32 @@ class Runner:
         n = len(dataset) if self.eval_images is None else min(self.eval_images, len(dataset))
         return list(range(n))
 
+    def gpt4o(self, sample, dataset, name: str) -> list[int]:
+        """The official GPT-4o list of an image, as class indices of ``name``'s split (> 70 %, fallbacks)."""
+        from ..data import class_lists
+
+        key = ("gpt4o", name)
+        if key not in self._data:
+            try:
+                self._data[key] = class_lists.load(self.data_root, name)
+            except FileNotFoundError:
+                if not self.prepare_data:
+                    raise
+                from ..data import prepare
+
+                prepare.prepare("gpt4o-lists", self.data_root)
+                self._data[key] = class_lists.load(self.data_root, name)
+        if name.startswith("coco"):  # COCO category ids; the stuffthingmaps store id - 1
+            table = semseg.label_map(name)
+
+            def to_index(i):
+                c = int(table[i - 1]) if 1 <= i <= len(table) else semseg.IGNORE_INDEX
+                return None if c == semseg.IGNORE_INDEX else c
+        else:  # VOC, PASCAL-Context, ADE20K: 1-based class numbers = indices of the background-first split
+            def to_index(i):
+                return i if 1 <= i < len(dataset.class_names) else None
+        return class_lists.candidates(self._data[key], name, sample["id"], to_index)
+
     def oracle(self, sample, dataset) -> list[int]:
         """The ground-truth classes of an image (without the background class)."""
         present = sorted(int(c) for c in sample["mask"].unique().tolist() if c != semseg.IGNORE_INDEX)
@@ -135,12 +161,24 @@ class Runner:
         return [c for c in present if names[c] != "background"]
 
     # -- evaluation ------------------------------------------------------------------------------
-    def predict(self, model: pnp.PnPOVSS, dataset, indices, candidates: str = "oracle", batch: int = 8) -> list:
-        """Label maps ``[H, W]`` of ``indices`` (images of one size are batched)."""
+    def candidate_kind(self, requested: str | None) -> str:
+        """``requested``, or the default: the paper's GPT-4o lists on real data, ground truth in the toy
+        world and on fixtures (which have no lists)."""
+        kind = requested or ("oracle" if self.toy or getattr(self.profile, "fixtures", False) else "gpt4o")
+        if kind not in CANDIDATES:
+            raise ValueError(f"candidates must be one of {CANDIDATES}, got {kind!r}")
+        if kind == "gpt4o" and self.toy:
+            raise ValueError("the GPT-4o lists exist for the real datasets only; the toy world uses 'oracle'")
+        return kind
+
+    def predict(self, model: pnp.PnPOVSS, dataset, indices, candidates: str = "oracle", batch: int = 8,
+                name: str | None = None) -> list:
+        """Label maps ``[H, W]`` of ``indices`` (images of one size are batched); ``candidates``:
+        ``CANDIDATES`` (``"gpt4o"`` needs the split ``name``)."""
         from tqdm.auto import tqdm
 
-        if candidates not in ("oracle", "all"):
-            raise ValueError(f"candidates must be 'oracle' or 'all' here, got {candidates!r}")
+        if candidates not in CANDIDATES:
+            raise ValueError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
         names = list(dataset.class_names)
         out = []
         chunks = [indices[i:i + batch] for i in range(0, len(indices), batch)]
@@ -152,7 +190,12 @@ class Runner:
             labels = [None] * len(samples)
             for js in groups.values():
                 images = torch.stack([samples[j]["image"] for j in js])
-                cands = None if candidates == "all" else [self.oracle(samples[j], dataset) or [0] for j in js]
+                if candidates == "all":
+                    cands = None
+                elif candidates == "gpt4o":
+                    cands = [self.gpt4o(samples[j], dataset, name) for j in js]
+                else:
+                    cands = [self.oracle(samples[j], dataset) or [0] for j in js]
                 scores = model.segment(images, names, cands)
                 for j, lab in zip(js, scores.argmax(1)):
                     labels[j] = lab
