@@ -16,8 +16,10 @@ Datasets, in the paper's protocol (background as class 0, ``ovnb.data.semseg``) 
 | ADE 20K-150 | ``ade20k-151`` | ``ade20k-150`` | fewer than 3 classes |
 
 Class lists per image (``candidates``): ``"oracle"`` the ground-truth labels, ``"gpt4o"`` the official
-GPT-4o lists (``ovnb.data.class_lists``; real data only: ``ovnb data prepare gpt4o-lists``), ``"all"``
-the whole vocabulary.
+GPT-4o lists (``ovnb.data.class_lists``; real data only: ``ovnb data prepare gpt4o-lists``), ``"clip"``
+the reward CLIP's zero-shot multi-label choice (the toy world's stand-in for GPT-4o, which it lacks:
+every class whose softmax probability over the vocabulary reaches 0.1, at most 25, at least the most
+likely one), ``"all"`` the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ STANDARD = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "coco-
             "ade20k-151": "ade20k-150"}
 PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
                   "coco-stuff-172": "standard", "ade20k-151": "standard"}
-CANDIDATES = ("oracle", "gpt4o", "all")
+CANDIDATES = ("oracle", "gpt4o", "clip", "all")
+CLIP_CHOICE = dict(min_probability=0.1, limit=25)  # the toy stand-in for GPT-4o (its prompt: at most 25 classes)
 
 
 class Runner:
@@ -83,9 +86,11 @@ class Runner:
         """PnP-OVSS on ``vlm`` (default the profile's) with ``config`` changes; the VLM is built once."""
         vlm = vlm or self.vlm
         if vlm not in self._models:
-            size = {} if self.image_size is None else {"image_size": int(self.image_size)}
-            self._models[vlm] = pnp.build(vlm, pretrained=self.profile.weights != "random", device=self.device,
-                                          **size)
+            model = pnp.build(vlm, pretrained=self.profile.weights != "random", device=self.device)
+            if self.image_size is not None:  # the profile's size, as a whole number of the model's patches
+                patch = model.vlm.patch
+                model = model.configure(image_size=max(1, round(int(self.image_size) / patch)) * patch)
+            self._models[vlm] = model
         base = self._models[vlm]
         return base.configure(**config) if config else base
 
@@ -154,6 +159,30 @@ class Runner:
                 return i if 1 <= i < len(dataset.class_names) else None
         return class_lists.candidates(self._data[key], name, sample["id"], to_index)
 
+    def clip_choice(self, sample, dataset, min_probability: float = CLIP_CHOICE["min_probability"],
+                    limit: int = CLIP_CHOICE["limit"]) -> list[int]:
+        """The CLIP's multi-label choice for one image (see the module docstring), background excluded."""
+        names = list(dataset.class_names)
+        keep = [i for i, n in enumerate(names) if n != "background"]
+        clip = self.clip()
+        text = clip.embed_text([names[i] for i in keep], "photo")
+        with torch.no_grad():
+            image = clip.embed_image(sample["image"][None])
+        p = torch.softmax(clip.logit_scale() * image.float() @ text.float().T, dim=-1)[0].cpu()
+        order = torch.argsort(p, descending=True, stable=True).tolist()[:limit]
+        chosen = [keep[j] for j in order if p[j] >= min_probability]
+        return chosen or [keep[order[0]]]
+
+    def candidates(self, sample, dataset, kind: str, name: str | None = None) -> list[int] | None:
+        """One image's candidate classes of ``kind`` (``CANDIDATES``; ``"all"``: None)."""
+        if kind == "all":
+            return None
+        if kind == "gpt4o":
+            return self.gpt4o(sample, dataset, name)
+        if kind == "clip":
+            return self.clip_choice(sample, dataset)
+        return self.oracle(sample, dataset) or [0]
+
     def oracle(self, sample, dataset) -> list[int]:
         """The ground-truth classes of an image (without the background class)."""
         present = sorted(int(c) for c in sample["mask"].unique().tolist() if c != semseg.IGNORE_INDEX)
@@ -162,9 +191,9 @@ class Runner:
 
     # -- evaluation ------------------------------------------------------------------------------
     def candidate_kind(self, requested: str | None) -> str:
-        """``requested``, or the default: the paper's GPT-4o lists on real data, ground truth in the toy
-        world and on fixtures (which have no lists)."""
-        kind = requested or ("oracle" if self.toy or getattr(self.profile, "fixtures", False) else "gpt4o")
+        """``requested``, or the default: the paper's GPT-4o lists on real data, the CLIP's choice in the toy
+        world (its stand-in), ground truth on fixtures (which have no lists)."""
+        kind = requested or ("clip" if self.toy else "oracle" if getattr(self.profile, "fixtures", False) else "gpt4o")
         if kind not in CANDIDATES:
             raise ValueError(f"candidates must be one of {CANDIDATES}, got {kind!r}")
         if kind == "gpt4o" and self.toy:
@@ -190,12 +219,8 @@ class Runner:
             labels = [None] * len(samples)
             for js in groups.values():
                 images = torch.stack([samples[j]["image"] for j in js])
-                if candidates == "all":
-                    cands = None
-                elif candidates == "gpt4o":
-                    cands = [self.gpt4o(samples[j], dataset, name) for j in js]
-                else:
-                    cands = [self.oracle(samples[j], dataset) or [0] for j in js]
+                cands = None if candidates == "all" else [self.candidates(samples[j], dataset, candidates, name)
+                                                          for j in js]
                 scores = model.segment(images, names, cands)
                 for j, lab in zip(js, scores.argmax(1)):
                     labels[j] = lab
@@ -262,15 +287,17 @@ class Runner:
 
 
     def miou(self, labels, dataset, indices, name: str) -> dict:
-        """mIoU (%) of the same label maps in the paper's protocol and the standard one. The paper's
+        """mIoU (%) of the same label maps in the paper's protocol and the standard one (and, in the
+        standard protocol, over the classes unseen by SimBaseline-style training, Table 4). The paper's
         splits hold background as class 0; the standard protocol ignores the background pixels of the
         ground truth and counts a pixel predicted as background as a miss (an extra "no class"
         column). Toy scenes have no background: both protocols are the same there."""
         from ..metrics import ConfusionMatrix, PROTOCOLS, miou
 
         if self.toy:
-            value = 100 * miou(self.score(labels, dataset, indices))
-            return {"paper": value, "standard": value}
+            matrix = self.score(labels, dataset, indices)
+            value = 100 * miou(matrix)
+            return {"paper": value, "standard": value, "unseen": 100 * miou(matrix, list(dataset.split.unseen))}
         if name not in STANDARD:
             raise ValueError(f"no paper protocol for {name!r}; valid: {list(STANDARD)}")
         c = len(dataset.class_names)
@@ -281,7 +308,9 @@ class Runner:
             pm.update(lab, mask)
             gt = torch.where((mask == 0) | (mask == semseg.IGNORE_INDEX), semseg.IGNORE_INDEX, mask - 1)
             sm.update(torch.where(lab == 0, c - 1, lab - 1), gt)
-        return {"paper": 100 * paper.miou(pm), "standard": 100 * miou(sm, list(range(c - 1)))}
+        unseen = [u for u in semseg.split(STANDARD[name]).unseen if u < c - 1]
+        return {"paper": 100 * paper.miou(pm), "standard": 100 * miou(sm, list(range(c - 1))),
+                "unseen": 100 * miou(sm, unseen) if unseen else float("nan")}
 
 
 def scramble(labels: torch.Tensor, classes: list[int], shift: int = 1) -> torch.Tensor:
