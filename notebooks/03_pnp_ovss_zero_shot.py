@@ -20,7 +20,7 @@
 #
 # **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
 # the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
-# where), or prepare it first in a cell: `!ovnb data prepare voc2012 pascal-context coco-stuff-164k ade20k-150 --root data`.
+# where), or prepare it first in a cell: `!ovnb data prepare voc2012 pascal-context coco-stuff-164k coco-instances-2017 ade20k-150 gpt4o-lists --root data`.
 #
 # Table 3 compares PnP-OVSS, which trains nothing, with methods fine-tuned on image-text pairs, methods
 # fine-tuned without them, and training-free baselines such as MaskCLIP. Here PnP-OVSS runs beside
@@ -34,9 +34,11 @@
 # use them for PnP-OVSS and for MaskCLIP (`CANDIDATES = None`). The toy world has no GPT-4o: there the toy
 # CLIP's zero-shot multi-label choice stands in (every class with softmax probability >= 0.1 over the
 # vocabulary, at most 25); the dry run's fixtures have no lists, so it uses the ground-truth labels (an
-# upper bound on what a list can give, also available as `CANDIDATES = "oracle"`). COCO-Object is not evaluated yet (its masks are painted from the instance
-# annotations). **Toy profile:** the toy BLIP and the toy CLIP on toy test scenes, each seed a
-# new set of scenes (nothing is trained).
+# upper bound on what a list can give, also available as `CANDIDATES = "oracle"`). COCO-Object's masks are
+# painted from the 2017 instance annotations, an earlier annotation keeping its pixels (the official way).
+#
+# **Toy profile:** the toy BLIP and the toy CLIP on toy test scenes, each seed a new set of scenes
+# (nothing is trained).
 
 # %%
 # Install cell: runs only on Colab (elsewhere `make setup` has installed everything).
@@ -75,8 +77,8 @@ env.report(PROFILE, SEEDS)
 WEIGHTS = runner.weights_source()
 # Table 3's columns and the paper-protocol split of each (the toy scenes stand in for COCO-Stuff)
 COLUMNS = ({"COCO Stuff-171": "coco-stuff-172"} if runner.toy else
-           {"Pascal VOC-20": "voc-21", "Pascal Context-59": "pascal-context-60", "COCO Stuff-171": "coco-stuff-172",
-            "ADE 20K-150": "ade20k-151"})
+           {"Pascal VOC-20": "voc-21", "Pascal Context-59": "pascal-context-60", "COCO Object-80": "coco-object-81",
+            "COCO Stuff-171": "coco-stuff-172", "ADE 20K-150": "ade20k-151"})
 clip_name = MASKCLIP_CLIP or ("toy-clip-vit" if runner.toy else "clip-vit-b-16")
 maskclip = methods.build("maskclip", clip=clip_name, pretrained=runner.profile.weights != "random",
                          device=runner.device)
@@ -208,8 +210,9 @@ for column in COLUMNS:
 # ## Deviations
 #
 # * Candidate classes: the GPT-4o lists on real data as the paper; the toy CLIP's multi-label choice in
-#   the toy world (no GPT-4o there), ground-truth labels in the dry run. MaskCLIP gets the same lists (the paper's MaskCLIP rows name every class).
-#   COCO-Object is not evaluated yet.
+#   the toy world (no GPT-4o there), ground-truth labels in the dry run. MaskCLIP gets the same lists
+#   (the paper's MaskCLIP rows name every class).
+# * COCO-Object: crowd annotations are painted too; the standard protocol ignores its background.
 # * BridgeTower: the paper's BridgeTower code and checkpoint were never released; the public
 #   `BridgeTower/bridgetower-large-itm-mlm-itc` (ITM head) stands in, at Table 2's BridgeTower solution
 #   (cross-modal layer 2, head 8), 336 px (24 x 24 patches of 14 px, interpolated positions).

@@ -466,3 +466,46 @@ def test_runner_maps_gpt4o_ids_to_split_indices():
     voc = semseg.split("voc-21")
     assert [voc.class_names[c] for c in runner.gpt4o({"id": "voc-21/2007_000452"}, voc, "voc-21")] == \
         ["sofa", "diningtable"]
+
+
+# -- COCO-Object: masks painted from the instances ------------------------------------------------------
+
+def test_instances_are_painted_earlier_annotation_first(tmp_path):
+    import json as _json
+
+    from pycocotools.coco import COCO
+
+    from ovnb.data import semseg
+
+    ann = {"images": [{"id": 7, "file_name": "x.jpg", "height": 4, "width": 6}],
+           "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+           "annotations": [
+               {"id": 1, "image_id": 7, "category_id": 3, "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]], "area": 16,
+                "bbox": [0, 0, 4, 4], "iscrowd": 0},
+               {"id": 2, "image_id": 7, "category_id": 1, "segmentation": [[2, 0, 6, 0, 6, 2, 2, 2]], "area": 8,
+                "bbox": [2, 0, 4, 2], "iscrowd": 0}]}
+    path = tmp_path / "ann.json"
+    path.write_text(_json.dumps(ann))
+    mask = semseg.paint_instances(COCO(str(path)), 7, 4, 6)
+    # by hand: the car box covers columns 0-3 of every row; the person box columns 2-5 of rows 0-1, but
+    # the car (earlier) keeps columns 2-3 there; stored values are category id - 1, 255 = no instance
+    want = torch.tensor([[2, 2, 2, 2, 0, 0], [2, 2, 2, 2, 0, 0], [2, 2, 2, 2, 255, 255], [2, 2, 2, 2, 255, 255]])
+    assert torch.equal(mask, want)
+    table = semseg.label_map("coco-object-81")
+    names = semseg.split("coco-object-81").class_names
+    assert [names[int(table[v])] for v in (2, 0, 255)] == ["car", "person", "background"]
+    assert len(names) == 81
+
+
+def test_coco_object_loader_on_the_fixture(tmp_path):
+    from ovnb.data import fixtures, semseg
+
+    scenes = fixtures.coco_instances(tmp_path)
+    ds = semseg.coco_object(tmp_path)
+    sample = ds[0]
+    names = ds.class_names
+    present = {names[int(c)] for c in sample["mask"].unique()}
+    key = ds.keys[0]
+    want = {semseg.split("coco-stuff-171").class_names[[v for v, _ in semseg._classes()["coco_stuff_171"]].index(i - 1)]
+            for i in scenes[key]}
+    assert present - {"background"} == want and sample["mask"].shape == sample["image"].shape[-2:]

@@ -16,6 +16,8 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
 * ``cityscapes(root)``: ``cityscapes/{leftImg8bit,gtFine}/{train,val}/<city>/*``.
 * ``pascal_context(root)``: ``VOCdevkit/VOC2010/{JPEGImages,ImageSets/Main,trainval/*.mat}``.
 * ``ade20k_full(root)``: ``ADE20K_2021_17_01/{images,annotations}_detectron2/validation/*`` (converted).
+* ``coco_instances(root)``: ``coco/annotations/instances_val2017.json`` for the ``coco_stuff`` val images:
+  one box-shaped instance per thing class of each image (written after ``coco_stuff``).
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -240,8 +242,45 @@ def ade20k_full(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     return scenes
 
 
+def coco_instances(root: str | Path) -> dict[str, list[int]]:
+    """COCO 2017 instance annotations for the ``coco_stuff`` fixture's val images (made first if
+    missing): per image, one instance per thing class, a polygon of the class's bounding box.
+    Returns ``<image name>`` -> category ids."""
+    import json
+
+    from PIL import Image
+
+    root = Path(root)
+    maps = root / "coco" / "stuffthingmaps" / "val2017"
+    if not maps.is_dir():
+        coco_stuff(root)
+    images, annotations, scenes = [], [], {}
+    for index, path in enumerate(sorted(maps.glob("*.png"))):
+        mask = np.array(Image.open(path))
+        h, w = mask.shape
+        images.append({"id": index + 1, "file_name": f"{path.stem}.jpg", "height": h, "width": w})
+        ids = []
+        for value in sorted(int(v) for v in np.unique(mask) if v < 90):
+            ys, xs = np.nonzero(mask == value)
+            x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": value + 1,
+                                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], "area": (x1 - x0) * (y1 - y0),
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0})
+            ids.append(value + 1)
+        scenes[path.stem] = ids
+    from .semseg import COCO_THING_LIMIT, _classes
+
+    categories = [{"id": v + 1, "name": n, "supercategory": "thing"} for v, n in _classes()["coco_stuff_171"]
+                  if v < COCO_THING_LIMIT]
+    out = root / "coco" / "annotations" / "instances_val2017.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return scenes
+
+
 FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k,
-            "cityscapes-19": cityscapes, "pascal-context": pascal_context, "ade20k-847": ade20k_full}
+            "cityscapes-19": cityscapes, "pascal-context": pascal_context, "ade20k-847": ade20k_full,
+            "coco-instances-2017": coco_instances}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:

@@ -98,6 +98,9 @@ def split(name: str) -> Split:
         return _from_names(name, _classes()["pascal_context_459"], [])
     if name == "ade20k-847":
         return _from_names(name, [n for _, n in _classes()["ade20k_847"]], [])
+    if name == "coco-object-81":  # background + COCO's 80 thing classes (COCO-Stuff's first 80 entries)
+        things = [n for v, n in _classes()["coco_stuff_171"] if v < COCO_THING_LIMIT]
+        return _from_names(name, ["background", *things], [])
     if name in BACKGROUND_AS_CLASS:  # the split without background, with "background" as class 0
         return _from_names(name, ["background", *split(BACKGROUND_AS_CLASS[name]).class_names], [])
     if name in ("toy-zero-shot", "toy-voc"):
@@ -110,7 +113,9 @@ def split(name: str) -> Split:
 
 
 SPLITS = ("coco-stuff-171", "voc-20", "ade20k-150", "cityscapes-19", "pascal-context-59", "pascal-context-459",
-          "ade20k-847", "voc-21", "pascal-context-60", "ade20k-151", "coco-stuff-172", "toy-zero-shot", "toy-voc")
+          "ade20k-847", "voc-21", "pascal-context-60", "ade20k-151", "coco-stuff-172", "coco-object-81", "toy-zero-shot",
+          "toy-voc")
+COCO_THING_LIMIT = 90  # stored values (category id - 1) below this are things
 BACKGROUND_AS_CLASS = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "ade20k-151": "ade20k-150",
                        "coco-stuff-172": "coco-stuff-171"}
 WIDE = ("pascal-context-59", "pascal-context-60", "pascal-context-459", "ade20k-847")  # masks stored with 16 bits
@@ -142,6 +147,10 @@ def label_map(name: str) -> torch.Tensor:
         table[255] = 0  # unlabeled: background
         for contiguous, (stored, _) in enumerate(_classes()["coco_stuff_171"]):
             table[stored] = contiguous + 1
+    elif name == "coco-object-81":
+        table[255] = 0  # no instance: background
+        things = [v for v, _ in _classes()["coco_stuff_171"] if v < COCO_THING_LIMIT]
+        table[torch.tensor(things)] = torch.arange(1, len(things) + 1)
     elif name in ("voc-21", "ade20k-151"):
         count = len(split(name).class_names)
         table[:count] = torch.arange(count)  # background 0 kept as a class; VOC's 255 boundary stays 255
@@ -174,7 +183,7 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 # Images with masks: the prepared datasets and the toy world
 
 # what ``ovnb data prepare`` must lay out for each split's images
-NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "coco-stuff-172": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "coco-object-81": ("coco-stuff-164k", "coco-instances-2017"), "coco-stuff-172": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
          "voc-21": ("voc2012",), "ade20k-151": ("ade20k-150",), "pascal-context-60": ("pascal-context",),
          "cityscapes-19": ("cityscapes-19",), "pascal-context-59": ("pascal-context",),
          "pascal-context-459": ("pascal-context",), "ade20k-847": ("ade20k-847",)}
@@ -259,6 +268,49 @@ def coco_stuff(root: str | Path, image_set: str = "val2017", training: bool = Fa
     name = "coco-stuff-172" if background else "coco-stuff-171"
     ds = SemSegImages(keys, load, split(name), label_map(name), f"{'coco-stuff-172' if background else 'coco-stuff'}-{image_set}")
     return _finish(ds, training, masks.parent / f"ovnb-seen-{image_set}.json")
+
+
+def paint_instances(coco, image_id: int, height: int, width: int) -> torch.Tensor:
+    """A semantic mask ``[H, W]`` (int64, COCO category id - 1 per pixel, 255 where no instance) painted
+    from an image's instance annotations in the file's order, an earlier annotation keeping the pixels
+    it covers (PnP-OVSS's evaluation), crowd regions included."""
+    import numpy as np
+
+    mask = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None)):
+        region = coco.annToMask(ann).astype(bool) & (mask == IGNORE_INDEX)
+        mask[region] = ann["category_id"] - 1
+    return torch.from_numpy(mask).long()
+
+
+def coco_object(root: str | Path, image_set: str = "val2017") -> SemSegImages:
+    """COCO-Object (``coco-object-81``: background + 80 things) from ``root/coco`` (COCO-Stuff-164k's images
+    and ``ovnb data prepare coco-instances-2017``): masks painted from the instances (``paint_instances``)."""
+    from .files import read_image, require
+
+    if image_set not in ("train2017", "val2017"):
+        raise ValueError(f"image_set must be 'train2017' or 'val2017', got {image_set!r}")
+    root = Path(root)
+    needs = NEEDS["coco-object-81"]
+    images = require(root / "coco" / image_set, needs, root, f"COCO {image_set} images", "coco-object-81: ",
+                     "ovnb.data.prepare.coco_stuff164k")
+    ann = require(root / "coco" / "annotations" / f"instances_{image_set}.json", needs, root,
+                  f"instances_{image_set}.json", "coco-object-81: ", "ovnb.data.prepare.coco_instances2017")
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco = COCO(str(ann))
+    infos = {Path(i["file_name"]).stem: i for i in coco.loadImgs(coco.getImgIds())}
+    keys = sorted(k for k in infos if (images / f"{k}.jpg").is_file())
+
+    def load(key):
+        info = infos[key]
+        return read_image(images / f"{key}.jpg"), paint_instances(coco, info["id"], info["height"], info["width"])
+
+    return SemSegImages(keys, load, split("coco-object-81"), label_map("coco-object-81"), f"coco-object-{image_set}")
 
 
 def voc(root: str | Path, image_set: str = "val", training: bool = False, background: bool = False) -> SemSegImages:

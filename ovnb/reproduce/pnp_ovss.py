@@ -14,6 +14,7 @@ Datasets, in the paper's protocol (background as class 0, ``ovnb.data.semseg``) 
 | Pascal Context-59 | ``pascal-context-60`` | ``pascal-context-59`` | fewer than 3 classes |
 | COCO Stuff-171 | ``coco-stuff-172`` | ``coco-stuff-171`` | fewer than 3 classes |
 | ADE 20K-150 | ``ade20k-151`` | ``ade20k-150`` | fewer than 3 classes |
+| COCO Object-80 | ``coco-object-81`` (masks painted from the instances) | the 80 things, background ignored | always |
 
 Class lists per image (``candidates``): ``"oracle"`` the ground-truth labels, ``"gpt4o"`` the official
 GPT-4o lists (``ovnb.data.class_lists``; real data only: ``ovnb data prepare gpt4o-lists``), ``"clip"``
@@ -45,11 +46,12 @@ LOADERS = {
     "coco-stuff-171": lambda root: semseg.coco_stuff(root, "val2017"),
     "ade20k-151": lambda root: semseg.ade20k(root, "validation", background=True),
     "ade20k-150": lambda root: semseg.ade20k(root, "validation"),
+    "coco-object-81": lambda root: semseg.coco_object(root, "val2017"),
 }
 STANDARD = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "coco-stuff-172": "coco-stuff-171",
             "ade20k-151": "ade20k-150"}
 PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
-                  "coco-stuff-172": "standard", "ade20k-151": "standard"}
+                  "coco-stuff-172": "standard", "ade20k-151": "standard", "coco-object-81": "standard"}
 CANDIDATES = ("oracle", "gpt4o", "clip", "all")
 CLIP_CHOICE = dict(min_probability=0.1, limit=25)  # the toy stand-in for GPT-4o (its prompt: at most 25 classes)
 
@@ -298,8 +300,8 @@ class Runner:
             matrix = self.score(labels, dataset, indices)
             value = 100 * miou(matrix)
             return {"paper": value, "standard": value, "unseen": 100 * miou(matrix, list(dataset.split.unseen))}
-        if name not in STANDARD:
-            raise ValueError(f"no paper protocol for {name!r}; valid: {list(STANDARD)}")
+        if name not in PAPER_PROTOCOL:
+            raise ValueError(f"no paper protocol for {name!r}; valid: {list(PAPER_PROTOCOL)}")
         c = len(dataset.class_names)
         paper = PROTOCOLS[PAPER_PROTOCOL[name]]
         pm, sm = paper.confusion_matrix(c), ConfusionMatrix(c, ignore_index=semseg.IGNORE_INDEX)
@@ -308,7 +310,7 @@ class Runner:
             pm.update(lab, mask)
             gt = torch.where((mask == 0) | (mask == semseg.IGNORE_INDEX), semseg.IGNORE_INDEX, mask - 1)
             sm.update(torch.where(lab == 0, c - 1, lab - 1), gt)
-        unseen = [u for u in semseg.split(STANDARD[name]).unseen if u < c - 1]
+        unseen = [u for u in semseg.split(STANDARD[name]).unseen if u < c - 1] if name in STANDARD else []
         return {"paper": 100 * paper.miou(pm), "standard": 100 * miou(sm, list(range(c - 1))),
                 "unseen": 100 * miou(sm, unseen) if unseen else float("nan")}
 

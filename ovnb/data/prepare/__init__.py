@@ -7,7 +7,7 @@
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
 ``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``, ``pascal_context``,
-``ade20k_full``, ``gpt4o_lists``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``ade20k_full``, ``coco_instances2017``, ``gpt4o_lists``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -49,6 +49,8 @@ DATASETS = {d.name: d for d in (
             "registration: a zip you download)",
             "nothing: it extracts ADE20K_2021_17_01.zip (several GB), downloaded by you from "
             "groups.csail.mit.edu/vision/datasets/ADE20K into DATA_ROOT/downloads, and converts its 2,000 val images"),
+    Dataset("coco-instances-2017", "coco_instances2017", "COCO 2017 instance annotations (COCO-Object masks painted "
+            "from them; PnP-OVSS Table 3)", "annotations_trainval2017.zip (about 241 MB)", ("coco-stuff-164k",)),
     Dataset("gpt4o-lists", "gpt4o_lists", "PnP-OVSS's published GPT-4o class lists per test image (its Table 3 captions)",
             "5 JSON files (a few MB) from the official PnP-OVSS repository, pinned to one commit", into="gpt4o_lists"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
