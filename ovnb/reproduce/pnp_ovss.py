@@ -276,6 +276,31 @@ class Runner:
             total += int(R.clip_reward(self.clip(), s["image"][None], cands, masks, names).sum())
         return total
 
+    def pointing(self, dataset, indices, background: str = "never", **config) -> dict:
+        """The pointing game of the maps (no post-processing): for every (image, ground-truth class),
+        whether the most salient patch of the class's pass-0 map falls on that class's pixels, against
+        chance (the class's share of the image). Returns ``{"hits", "chance"}`` as fractions."""
+        model = self.model(background=background, **{**config, "passes": 1})
+        names = list(dataset.class_names)
+        hits, chance, total = 0.0, 0.0, 0
+        for i in indices:
+            s = dataset[i]
+            cands = self.oracle(s, dataset)
+            if not cands:
+                continue
+            maps = model.maps(s["image"][None], names, [cands])["passes"][0][0]
+            g = maps.shape[-1]
+            mask = s["mask"]
+            h, w = mask.shape
+            for k, c in enumerate(cands):
+                q = int(maps[k].flatten().argmax())
+                r, col = divmod(q, g)
+                y, x = min(int((r + 0.5) * h / g), h - 1), min(int((col + 0.5) * w / g), w - 1)
+                hits += float(mask[y, x] == c)
+                chance += float((mask == c).float().mean())
+                total += 1
+        return {"hits": hits / max(total, 1), "chance": chance / max(total, 1)}
+
     def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
         """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may
         rewrite a label map first (the scrambled control)."""
