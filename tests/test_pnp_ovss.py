@@ -509,3 +509,20 @@ def test_coco_object_loader_on_the_fixture(tmp_path):
     want = {semseg.split("coco-stuff-171").class_names[[v for v, _ in semseg._classes()["coco_stuff_171"]].index(i - 1)]
             for i in scenes[key]}
     assert present - {"background"} == want and sample["mask"].shape == sample["image"].shape[-2:]
+
+
+def test_bridgetower_fast_and_official_ways_agree():
+    """BridgeTower's cross-modal text layers (random weights, the stand-in tokenizer): the same maps,
+    patches and masks both ways, and the stand-in tokenizer matches RoBERTa's table size."""
+    torch.manual_seed(0)
+    m = methods.build("pnp_ovss", vlm="bridgetower-large-itm", image_size=56, crf=False, passes=2, drop_patches=3,
+                      background="never")
+    assert len(m.vlm.tokenizer) == m.encoder.model.config.text_config.vocab_size == 50265
+    images = _images(1, seed=2)
+    names = ["cat", "traffic light", "grass"]
+    a = m.maps(images, names, [[0, 1]])
+    b = m.configure(mode="official").maps(images, names, [[0, 1]])
+    assert a["dropped"] == b["dropped"] and len(a["dropped"][0][1]) == 3
+    assert float(a["passes"][0][0].sum()) > 0  # a real gradient, not two empty maps
+    for x, y in zip(a["passes"][0], b["passes"][0]):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
