@@ -158,11 +158,11 @@ for seed in SEEDS:
     for row, layer, head in grid:
         model = runner.model(layer=layer, head=head, background=rule)
         scores = runner.miou(runner.predict(model, test, indices), test, indices, name6)
-        reward = runner.reward(test, indices, layer=layer, head=head, background=rule)
-        pointing = runner.pointing(test, indices, layer=layer, head=head, background=rule)
+        probe = runner.probe(test, indices, rule, layer=layer, head=head)  # reward and pointing game, one pass
         index = layer if row == "Layer Mean" else head
-        table6.append({"row": row, "layer": layer, "head": head, "index": index, "seed": seed, "reward": reward,
-                       **scores, "pointing": 100 * pointing["hits"], "chance": 100 * pointing["chance"]})
+        table6.append({"row": row, "layer": layer, "head": head, "index": index, "seed": seed,
+                       "reward": probe["reward"], **scores, "pointing": 100 * probe["hits"],
+                       "chance": 100 * probe["chance"]})
         if str(index) in [str(i) for i in range(1, 13)]:
             record.add(scores["paper"], paper="pnp_ovss", table="Table 6", row=row, column=str(index),
                        weights=WEIGHTS, seed=seed, **({"dataset": "toy test scenes", "layer": layer} if runner.toy

@@ -199,7 +199,7 @@ for j, (title, s) in enumerate(stages):
         axes[k, j].set_title(f"{labels_ch[k]}: {title}", fontsize=8)
         axes[k, j].axis("off")
 plt.show()
-final = ex.labels.clamp_min(0)
+final = ex.labels
 segmentation_row(sample["image"], sample["mask"], {"PnP-OVSS": final}, len(names),
                  title=f"{runner.vlm}, layer {cfg.layer}, head {cfg.head}")
 plt.show()

@@ -183,7 +183,8 @@ def has_seen_pixels(mask: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> boo
 # Images with masks: the prepared datasets and the toy world
 
 # what ``ovnb data prepare`` must lay out for each split's images
-NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "coco-object-81": ("coco-stuff-164k", "coco-instances-2017"), "coco-stuff-172": ("coco-stuff-164k",), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
+NEEDS = {"coco-stuff-171": ("coco-stuff-164k",), "coco-stuff-172": ("coco-stuff-164k",),
+         "coco-object-81": ("coco-stuff-164k", "coco-instances-2017"), "voc-20": ("voc2012",), "ade20k-150": ("ade20k-150",),
          "voc-21": ("voc2012",), "ade20k-151": ("ade20k-150",), "pascal-context-60": ("pascal-context",),
          "cityscapes-19": ("cityscapes-19",), "pascal-context-59": ("pascal-context",),
          "pascal-context-459": ("pascal-context",), "ade20k-847": ("ade20k-847",)}

@@ -200,7 +200,6 @@ class BlipVLM:
         self.encoder, self.model = encoder, encoder.model
         self.tokenizer = encoder.tokenizer
         self.patch = encoder.patch
-        self.mean, self.std = encoder.mean, encoder.std
         cfg = self.model.config.text_config
         self.layers, self.heads = cfg.num_hidden_layers, cfg.num_attention_heads
         self.max_tokens = cfg.max_position_embeddings
@@ -227,7 +226,6 @@ class BridgeTowerVLM:
         self.encoder, self.model = encoder, encoder.model
         self.tokenizer = encoder.tokenizer
         self.patch = encoder.patch
-        self.mean, self.std = encoder.mean, encoder.std
         cfg = self.model.config
         self.layers, self.heads = cfg.num_hidden_layers, cfg.num_attention_heads
         self.max_tokens = cfg.text_config.max_position_embeddings - 2
@@ -262,10 +260,7 @@ def vlm_adapter(encoder):
 def threshold_maps(maps: torch.Tensor, threshold: float) -> torch.Tensor:
     """``[K, h, w]``: per class, the raw map where its min-max normalised map is >= ``threshold``,
     else 0 (official). A constant map normalises to 0 everywhere (the official code would divide by 0)."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    norm = torch.where(hi > lo, (flat - lo) / (hi - lo).clamp_min(1e-30), torch.zeros_like(flat))
-    return (flat * (norm >= threshold)).view_as(maps)
+    return maps * (minmax(maps) >= threshold)
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -337,7 +332,7 @@ class Explanation:
     background_added: bool
     blurred: torch.Tensor | None
     crf: torch.Tensor | None
-    labels: torch.Tensor  # [H, W] class indices into the vocabulary (-1: background without a class)
+    labels: torch.Tensor  # [H, W] class indices into the vocabulary
     layer_maps: dict | None = None  # official mode, pass 0: {(layer, head): [K, g, g]} (0-based)
 
 
@@ -369,13 +364,9 @@ class PnPOVSS(torch.nn.Module):
 
     # -- inputs ----------------------------------------------------------------------------------
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, S, S]`` normalised, resized to ``image_size`` with bicubic interpolation (no aspect kept)."""
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        s = self.config.image_size
-        x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False).clamp(0, 1)
-        mean = torch.tensor(self.vlm.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.vlm.std, device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.encoder.device)
+        """``[B, 3, S, S]``: resized to ``image_size`` (bicubic, aspect not kept) and normalised with the
+        VLM's mean and std (``FrozenEncoder.preprocess``)."""
+        return self.encoder.preprocess(images, self.config.image_size)
 
     def tokens(self, names: list[str]) -> tuple[dict, list[list[int]], str]:
         """Token ids of the caption of ``names`` and each class's token positions."""
@@ -418,7 +409,7 @@ class PnPOVSS(torch.nn.Module):
         official = cfg.mode == "official"
         if official:
             probes = {i: _Recorder(vlm.cross_attention(i)) for i in range(vlm.layers)}
-            params = [p for p in self.encoder.model.parameters()]
+            params = list(self.encoder.model.parameters())
             for p in params:
                 p.requires_grad_(True)
         else:
@@ -474,8 +465,8 @@ class PnPOVSS(torch.nn.Module):
                 if int(c) != bg and int(c) not in ids:
                     ids.append(int(c))
             if not ids:
-                raise ValueError(f"image {i} has no candidate class; the official code falls back to the first "
-                                 f"class of the dataset (``fallback_candidates``)")
+                raise ValueError(f"image {i} has no candidate class; give at least one (the official code falls back "
+                                 f"to the dataset's first class: ``ovnb.data.class_lists``)")
             out.append(ids)
         return out, bg
 
@@ -521,17 +512,16 @@ class PnPOVSS(torch.nn.Module):
         total = sum(pass_maps)
         return total + pass_maps[0] if self.config.first_pass_twice else total
 
-    def postprocess(self, agg: torch.Tensor, image: torch.Tensor, rule: str | None = None) -> dict:
+    def postprocess(self, agg: torch.Tensor, image: torch.Tensor) -> dict:
         """Thresholding, upsampling to ``image``'s size, background, blur, CRF and argmax of one image's
         aggregated ``[K, g, g]`` maps; returns every stage and ``channels`` (final per-channel scores)."""
         cfg = self.config
-        rule = cfg.background if rule is None else rule
         th = threshold_maps(agg, cfg.threshold)
         h, w = image.shape[-2:]
         up = F.interpolate(th[None], size=(h, w), mode="bilinear", align_corners=cfg.align_corners)[0]
         if cfg.rescale_after_upsampling:
             up = minmax(up)
-        up, added = add_background(up, rule)
+        up, added = add_background(up, cfg.background)
         scores = up
         blurred = crf = None
         if cfg.blur:
@@ -554,11 +544,15 @@ class PnPOVSS(torch.nn.Module):
         """``[K, H, W]`` scores of one image from its per-pass maps (``maps``): aggregation of the first
         ``passes`` passes (default all; a run with fewer passes gives exactly these), post-processing,
         channels put at their classes. Table 5's rows share one ``maps`` call this way."""
-        bg = {n: i for i, n in enumerate(class_names)}.get(self.background_class)
-        post = self.postprocess(self.aggregate(pass_maps[:passes]), image)
+        return self.place(self.postprocess(self.aggregate(pass_maps[:passes]), image), candidates, class_names)
+
+    def place(self, post: dict, candidates: list[int], class_names) -> torch.Tensor:
+        """``[K, H, W]``: the channels of ``postprocess`` at their classes (the background channel at
+        ``background_class``), -1 for classes outside the caption."""
         ch = post["channels"]
-        out = torch.full((len(class_names), *image.shape[-2:]), -1.0)
+        out = torch.full((len(class_names), *ch.shape[-2:]), -1.0)
         if post["background_added"]:
+            bg = {n: i for i, n in enumerate(class_names)}.get(self.background_class)
             if bg is None:
                 raise ValueError(f"the background rule {self.config.background!r} added a background channel, but "
                                  f"class_names has no {self.background_class!r} class; add it (e.g. the voc-21 "
@@ -575,12 +569,7 @@ class PnPOVSS(torch.nn.Module):
         out = model.maps(image[None], class_names, None if candidates is None else [candidates], keep_all=keep_all)
         agg = model.aggregate(out["passes"][0])
         post = model.postprocess(agg, image)
-        ch = post["channels"].argmax(0)
         cands = out["candidates"][0]
-        table = torch.tensor(([-1] if post["background_added"] else []) + cands)
-        bg = {n: i for i, n in enumerate(class_names)}.get(self.background_class)
-        if post["background_added"] and bg is not None:
-            table[0] = bg
         ids = out["ids"][0].tolist()
         length = int((out["ids"][0] != (self.vlm.tokenizer.pad_token_id or 0)).sum())
         toks = [t if t is not None else "[ENC]" for t in self.vlm.tokenizer.convert_ids_to_tokens(ids[:length])]
@@ -595,12 +584,7 @@ class PnPOVSS(torch.nn.Module):
                            pass_maps=out["passes"][0], dropped=out["dropped"][0], aggregated=agg,
                            thresholded=post["thresholded"], upsampled=post["upsampled"],
                            background_added=post["background_added"], blurred=post["blurred"], crf=post["crf"],
-                           labels=table[ch], layer_maps=layer_maps)
-
-
-def fallback_candidates(chosen: list, class_names) -> list:
-    """The official fallback when a class list is empty: the dataset's first class (A.7)."""
-    return chosen if chosen else [class_names[0]]
+                           labels=model.place(post, cands, class_names).argmax(0), layer_maps=layer_maps)
 
 
 def build(vlm: str = "blip-itm-large-flickr", pretrained: bool = False, device=None, background_class: str = "background",
@@ -622,5 +606,4 @@ def build(vlm: str = "blip-itm-large-flickr", pretrained: bool = False, device=N
 
 
 __all__ = ["PnPConfig", "PnPOVSS", "Explanation", "build", "caption", "caption_names", "token_spans", "class_maps",
-           "threshold_maps", "minmax", "add_background", "blur_step", "crf_step", "BACKGROUND_RULES",
-           "fallback_candidates"]
+           "threshold_maps", "minmax", "add_background", "blur_step", "crf_step", "BACKGROUND_RULES"]

@@ -52,7 +52,8 @@ def clip_reward(clip, images: torch.Tensor, labels: list[list[int]], masks: list
     out = []
     x_all = clip.preprocess(images)
     size = x_all.shape[-2:]
-    black = clip.preprocess(torch.zeros(1, 3, *size, dtype=torch.uint8))
+    blank_image = (torch.zeros_like(x_all[:1]) if blank == "normalised-zero"
+                   else clip.preprocess(torch.zeros(1, 3, *size, dtype=torch.uint8)))
     for i, cls in enumerate(labels):
         if len(cls) != masks[i].shape[0]:
             raise ValueError(f"image {i}: {len(cls)} labels but {masks[i].shape[0]} masks")
@@ -62,40 +63,34 @@ def clip_reward(clip, images: torch.Tensor, labels: list[list[int]], masks: list
         text = clip.embed_text([class_names[c] for c in cls], templates).to(x_all.device)
         m = F.interpolate(masks[i][:, None].float().to(x_all.device), size=size, mode="nearest")
         pos = x_all[i:i + 1] * m
-        neg = torch.zeros_like(x_all[i:i + 1]) if blank == "normalised-zero" else black
         with torch.no_grad():
-            f = clip.embed_image(torch.cat([pos, neg]), preprocessed=True)
+            f = clip.embed_image(torch.cat([pos, blank_image]), preprocessed=True)
         p = torch.softmax(f @ text.T / temperature, dim=-1)
         k = torch.arange(len(cls), device=p.device)
         out.append(int((p[k, k] > p[-1, k]).sum()))
     return torch.tensor(out)
 
 
-def gradcam_masks(model, images: torch.Tensor, class_names, labels, mask_blur: float = 0.04, size: int | None = None):
-    """First-stage masks: ``[K_i, S, S]`` per image from ``model``'s aggregated maps of the labels
-    (see the module docstring)."""
-    out = model.maps(images, class_names, labels)
+def masks_from_maps(model, passes: list[torch.Tensor], mask_blur: float = 0.04, size: int | None = None) -> torch.Tensor:
+    """``[K, S, S]`` first-stage masks of one image from its per-pass maps (see the module docstring):
+    thresholded, upsampled (nearest) to ``size`` (default the VLM's input), blurred and thresholded again."""
     size = size or model.config.image_size
-    masks = []
-    for passes in out["passes"]:
-        agg = model.aggregate(passes)
-        binary = (threshold_maps(agg, model.config.threshold) > 0).float()
-        m = F.interpolate(binary[None], size=(size, size), mode="nearest")[0]
-        if mask_blur:
-            m = blur_step(m, mask_blur) >= model.config.threshold
-        masks.append(m.float())
-    return masks, out["candidates"]
+    binary = (threshold_maps(model.aggregate(passes), model.config.threshold) > 0).float()
+    m = F.interpolate(binary[None], size=(size, size), mode="nearest")[0]
+    if mask_blur:
+        m = blur_step(m, mask_blur) >= model.config.threshold
+    return m.float()
 
 
 def segmentation_masks(model, images: torch.Tensor, class_names, labels):
     """Second-stage masks: per image, class ``c``'s pixels of the pre-CRF segmentation (argmax over
     the blurred channels, background excluded)."""
-    out = model.configure(crf=False).maps(images, class_names, labels)
+    model = model.configure(crf=False)
+    out = model.maps(images, class_names, labels)
     masks = []
     for i, passes in enumerate(out["passes"]):
-        post = model.configure(crf=False).postprocess(model.aggregate(passes), images[i])
-        ch = post["channels"]
-        lab = ch.argmax(0) - (1 if post["background_added"] else 0)
+        post = model.postprocess(model.aggregate(passes), images[i])
+        lab = post["channels"].argmax(0) - (1 if post["background_added"] else 0)
         masks.append(torch.stack([(lab == k).float() for k in range(len(out["candidates"][i]))]))
     return masks, out["candidates"]
 

@@ -257,49 +257,51 @@ class Runner:
 
     def reward(self, dataset, indices, stage: str = "gradcam", background: str = "never", **config) -> int:
         """The CLIP reward (Eq. 6, ``ovnb.methods.pnp_reward``) summed over ``indices`` for the method with
-        ``config``; ``stage="gradcam"``: the first search stage's masks (one pass: the official search ran
-        with ``drop_iter=1``), ``"segmentation"``: the pre-CRF segmentation (the blur stage)."""
+        ``config``; ``stage="gradcam"``: the first search stage's masks (one pass, ``probe``),
+        ``"segmentation"``: the pre-CRF segmentation (the blur stage)."""
         from ..methods import pnp_reward as R
 
-        names = list(dataset.class_names)
         if stage == "gradcam":
-            model = self.model(background=background, **{"passes": 1, **config})
-        elif stage == "segmentation":
-            model = self.model(background=background, **config)
-        else:
+            return self.probe(dataset, indices, background, **config)["reward"]
+        if stage != "segmentation":
             raise ValueError(f"stage must be 'gradcam' or 'segmentation', got {stage!r}")
-        make = R.gradcam_masks if stage == "gradcam" else R.segmentation_masks
+        model = self.model(background=background, **config)
+        names = list(dataset.class_names)
         total = 0
         for i in indices:
             s = dataset[i]
-            masks, cands = make(model, s["image"][None], names, [self.oracle(s, dataset) or [0]])
+            masks, cands = R.segmentation_masks(model, s["image"][None], names, [self.oracle(s, dataset) or [0]])
             total += int(R.clip_reward(self.clip(), s["image"][None], cands, masks, names).sum())
         return total
 
-    def pointing(self, dataset, indices, background: str = "never", **config) -> dict:
-        """The pointing game of the maps (no post-processing): for every (image, ground-truth class),
-        whether the most salient patch of the class's pass-0 map falls on that class's pixels, against
-        chance (the class's share of the image). Returns ``{"hits", "chance"}`` as fractions."""
+    def probe(self, dataset, indices, background: str = "never", **config) -> dict:
+        """One GradCAM pass per image (the official search ran with ``drop_iter=1``) serves two measures:
+        ``reward``, the CLIP reward of its first-stage masks summed over ``indices``, and the pointing
+        game - for every (image, ground-truth class), whether the most salient patch of the class's map
+        falls on that class's pixels (``hits``), against ``chance`` (the class's share of the image),
+        as fractions."""
+        from ..methods import pnp_reward as R
+
         model = self.model(background=background, **{**config, "passes": 1})
         names = list(dataset.class_names)
-        hits, chance, total = 0.0, 0.0, 0
+        reward, hits, chance, total = 0, 0.0, 0.0, 0
         for i in indices:
             s = dataset[i]
-            cands = self.oracle(s, dataset)
-            if not cands:
-                continue
-            maps = model.maps(s["image"][None], names, [cands])["passes"][0][0]
-            g = maps.shape[-1]
+            truth = self.oracle(s, dataset)
+            cands = truth or [0]
+            passes = model.maps(s["image"][None], names, [cands])["passes"][0]
+            masks = [R.masks_from_maps(model, passes)]
+            reward += int(R.clip_reward(self.clip(), s["image"][None], [cands], masks, names).sum())
+            g = passes[0].shape[-1]
             mask = s["mask"]
             h, w = mask.shape
-            for k, c in enumerate(cands):
-                q = int(maps[k].flatten().argmax())
-                r, col = divmod(q, g)
+            for k, c in enumerate(truth):
+                r, col = divmod(int(passes[0][k].flatten().argmax()), g)
                 y, x = min(int((r + 0.5) * h / g), h - 1), min(int((col + 0.5) * w / g), w - 1)
                 hits += float(mask[y, x] == c)
                 chance += float((mask == c).float().mean())
                 total += 1
-        return {"hits": hits / max(total, 1), "chance": chance / max(total, 1)}
+        return {"reward": reward, "hits": hits / max(total, 1), "chance": chance / max(total, 1)}
 
     def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
         """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may
