@@ -240,6 +240,7 @@ def draw(rng: np.random.Generator, size: int, kind: str = "scene", style: WorldS
         image[above] = top[above]
         mask[above] = bg[0]
     placed = []
+    instances = np.zeros((size, size), dtype=np.uint8)  # 1.. = the n-th thing drawn, 0 = stuff
     if kind != "stuff":
         count = 1 if kind == "single" else (n_things or int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2])))
         for _ in range(count):
@@ -264,12 +265,13 @@ def draw(rng: np.random.Generator, size: int, kind: str = "scene", style: WorldS
             image[m] = obj[m]
             mask[m] = cls
             placed.append(cls)
+            instances[m] = len(placed)
     visible_things = [c for c in dict.fromkeys(placed) if (mask == c).any()]
     visible_stuff = [b for b in bg if (mask == b).any()]
     caption = _caption([voc.names[c] for c in visible_things], [voc.names[b] for b in visible_stuff], rng)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return {"image": image, "mask": mask, "caption": caption,
-            "classes": sorted(visible_things + visible_stuff)}
+            "classes": sorted(visible_things + visible_stuff), "instances": instances}
 
 
 def mosaic4(rng: np.random.Generator, size: int, style: WorldStyle = WorldStyle(),
@@ -285,14 +287,17 @@ def mosaic4(rng: np.random.Generator, size: int, style: WorldStyle = WorldStyle(
     half = size // 2
     image = np.zeros((size, size, 3), dtype=np.uint8)
     mask = np.full((size, size), IGNORE_INDEX, dtype=np.uint8)
+    instances = np.zeros((size, size), dtype=np.uint8)
     for q, cls in enumerate(chosen):
         tile = draw(rng, half, "single", style, things=[cls])
         y, x = divmod(q, 2)
         image[y * half:(y + 1) * half, x * half:(x + 1) * half] = tile["image"]
         tile_mask = np.where(tile["mask"] == cls, cls, IGNORE_INDEX).astype(np.uint8)
         mask[y * half:(y + 1) * half, x * half:(x + 1) * half] = tile_mask
+        instances[y * half:(y + 1) * half, x * half:(x + 1) * half] = np.where(tile["mask"] == cls, q + 1, 0)
     names = ", ".join(("an " if voc.names[c][0] in "aeiou" else "a ") + voc.names[c] for c in chosen)
-    return {"image": image, "mask": mask, "caption": f"a mosaic of {names}", "classes": chosen}
+    return {"image": image, "mask": mask, "caption": f"a mosaic of {names}", "classes": chosen,
+            "instances": instances}
 
 
 @lru_cache(maxsize=16384)  # about 16 KB a 64-px sample: at most ~260 MB
@@ -350,5 +355,6 @@ class ToyWorld(torch.utils.data.Dataset):
             "mask": torch.from_numpy(s["mask"].astype(np.int64)),  # int64 [H, W], 255 = ignore
             "caption": s["caption"],
             "classes": s["classes"],
+            "instances": torch.from_numpy(s["instances"].astype(np.int64)),  # 1.. per thing instance, 0 = stuff
             "id": f"{self.style.name}/{self.split}/{self.seed}/{index}",
         }

@@ -15,6 +15,7 @@ METHODS = {
     "simbaseline": "ovnb.methods.simbaseline",
     "pnp_ovss": "ovnb.methods.pnp_ovss",
     "maskclip": "ovnb.methods.maskclip",
+    "fcclip": "ovnb.methods.fcclip",
 }
 
 

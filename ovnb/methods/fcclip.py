@@ -1,0 +1,540 @@
+"""FC-CLIP: one frozen convolutional CLIP under a Mask2Former (Yu et al., NeurIPS 2023).
+
+One frozen CLIP ConvNeXt (``clip-convnext-large-d-320`` in the paper, ``toy-clip-convnext`` in the
+toy world) serves three modules (paper Fig. 3, Sec. 3.2):
+
+1. **Mask generator** - the CLIP trunk's four stage outputs (res2..res5, strides 4..32) feed
+   transformers' Mask2Former pixel decoder (multi-scale deformable attention on res3..res5, written in
+   pure PyTorch - no CUDA build) and its masked-attention transformer decoder (250 queries, 9 layers
+   + the prediction on the learnable queries = 10 prediction points). Those modules are used as the
+   library ships them; only the class head is FC-CLIP's.
+2. **In-vocabulary classifier** (Eq. 4 and official ``fcclip_transformer_decoder.py``): at every
+   prediction point, mask-pool the pixel decoder's stride-4 features inside the predicted mask
+   (``mask_pool``: binarised at logit 0, average), ``LayerNorm + Linear``, add the layer-normed query,
+   a 3-layer MLP to the CLIP width, cosine against the text classifier times a learnable temperature
+   ``exp(s)`` clamped at 100 (``classification_logits``). A learned **void** embedding is the last
+   classifier row (the "no object" class of training).
+3. **Out-of-vocabulary classifier** (Eq. 5-6): mask-pool the frozen CLIP's dense ``norm_pre(res5)``
+   features inside the final masks and send them through the CLIP's own head (``trunk.head`` +
+   ``head`` MLP), cosine times the CLIP's own temperature.
+
+The two are fused by the **geometric ensemble** (Eq. 7, ``ensemble``): ``p_in^(1-a) p_out^a`` for
+classes seen in training, ``p_in^(1-b) p_out^b`` for the others (a = 0.4, b = 0.8), then rescaled by
+the in-vocabulary void probability. ``arithmetic`` (Table 8's alternative) mixes probabilities
+linearly instead.
+
+Text classifier (``TextClassifier``): every class is one or more synonyms (``"person, child, man"``
+or a list); each synonym is embedded with the 14 ViLD templates (per-sentence normalisation,
+average, re-normalisation) and a class scores the maximum over its synonyms. It is computed once per
+vocabulary and cached - pass any vocabulary to ``segment`` / ``panoptic`` at call time.
+
+A test class counts as **seen** when any of its synonyms equals any training synonym exactly
+(official ``category_overlapping_mask``; string match, no embedding similarity).
+
+Inference (official ``fcclip.py``): semantic ``sum_q p(c|q) sigmoid(m_q)``
+(``semantic_inference``), Mask2Former's mask-wise panoptic merging with
+``object_mask_threshold = 0`` and ``overlap_threshold = 0.8`` (``panoptic_inference``), and top-k
+instance inference (``instance_inference``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import encoders
+from .contract import check_inputs
+
+VOID_EPS = 1e-8  # official: log(p + 1e-8); also the mask-pooling denominator's epsilon
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class FCCLIPConfig:
+    """Every FC-CLIP hyper-parameter; defaults are the official ConvNeXt-L COCO-panoptic config."""
+
+    clip: str = "clip-convnext-large-d-320"
+    num_queries: int = 250
+    hidden_dim: int = 256  # transformer decoder width
+    feature_size: int = 256  # pixel decoder CONVS_DIM
+    mask_feature_size: int = 256  # MASK_DIM
+    encoder_layers: int = 6  # deformable-attention layers of the pixel decoder
+    encoder_feedforward_dim: int = 1024
+    decoder_layers: int = 10  # 9 masked-attention layers + the prediction on the learnable queries
+    dim_feedforward: int = 2048
+    num_heads: int = 8
+    templates: str = "vild"
+    ensemble: str = "geometric"  # geometric (Eq. 7) | arithmetic (Table 8) | in | out (Table 8's corners)
+    alpha: float = 0.4  # out-of-vocabulary weight for seen classes
+    beta: float = 0.8  # out-of-vocabulary weight for unseen classes
+    object_mask_threshold: float = 0.0  # FC-CLIP's override of Mask2Former's 0.8
+    overlap_threshold: float = 0.8
+    instance_topk: int = 100
+    size_divisibility: int = 32
+    # loss (Mask2Former's, with FC-CLIP's values)
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    train_num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    train_classes: tuple[str, ...] = field(default_factory=tuple)  # the training vocabulary (synonym strings)
+
+    ENSEMBLES = ("geometric", "arithmetic", "in", "out")
+
+    def __post_init__(self):
+        if self.ensemble not in self.ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {self.ENSEMBLES}, got {self.ensemble!r}")
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1] (a weight of the out-of-vocabulary classifier), "
+                                 f"got {value}")
+        if self.feature_size % 32 or self.mask_feature_size % 32:
+            raise ValueError(f"feature_size and mask_feature_size must be multiples of 32 (GroupNorm(32)), "
+                             f"got {self.feature_size} and {self.mask_feature_size}")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by num_heads {self.num_heads}")
+        if self.decoder_layers < 1:
+            raise ValueError(f"decoder_layers must be >= 1, got {self.decoder_layers}")
+
+    def mask2former(self, num_labels: int = 1):
+        from transformers import Mask2FormerConfig
+
+        return Mask2FormerConfig(
+            feature_size=self.feature_size, mask_feature_size=self.mask_feature_size, hidden_dim=self.hidden_dim,
+            encoder_feedforward_dim=self.encoder_feedforward_dim, encoder_layers=self.encoder_layers,
+            decoder_layers=self.decoder_layers, num_attention_heads=self.num_heads,
+            dim_feedforward=self.dim_feedforward, num_queries=self.num_queries, dropout=0.0, pre_norm=False,
+            common_stride=4, feature_strides=[4, 8, 16, 32], num_labels=num_labels,
+            no_object_weight=self.no_object_weight, class_weight=self.class_weight, mask_weight=self.mask_weight,
+            dice_weight=self.dice_weight, train_num_points=self.train_num_points,
+            oversample_ratio=self.oversample_ratio, importance_sample_ratio=self.importance_sample_ratio,
+            use_auxiliary_loss=True)
+
+
+#: The toy world's FC-CLIP: the same architecture, narrower and shallower (2 CPU cores).
+TOY = dict(clip="toy-clip-convnext", num_queries=24, hidden_dim=64, feature_size=64, mask_feature_size=64,
+           encoder_layers=2, encoder_feedforward_dim=128, decoder_layers=4, dim_feedforward=128, num_heads=4,
+           train_num_points=1024, instance_topk=24)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces, as functions (each checked against a hand computation in tests/test_fcclip.py)
+# ---------------------------------------------------------------------------------------------
+def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """Average of ``features [B, C, h, w]`` inside each mask ``[B, Q, H, W]`` (logits) -> ``[B, Q, C]``.
+
+    Official ``MaskPooling``: the masks are resized (bilinear) to the feature grid when it differs,
+    binarised at logit 0 (``mask > 0``, no gradient through the mask), and the sum is divided by the
+    mask area + 1e-8 - so an empty mask pools to zeros.
+    """
+    if mask_logits.shape[-2:] != features.shape[-2:]:
+        mask_logits = F.interpolate(mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        mask = (mask_logits > 0).to(features.dtype)
+        denominator = mask.sum(dim=(-2, -1), keepdim=True) + VOID_EPS
+    return torch.einsum("bchw,bqhw->bqc", features, mask / denominator)
+
+
+def classification_logits(embeddings: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """``clamp(exp(logit_scale), max=100) * cos(embeddings, text)``: ``[B, Q, D] x [T, D] -> [B, Q, T]``
+    (official ``get_classification_logits``; ``text`` rows are L2-normalised already)."""
+    x = F.normalize(embeddings, dim=-1)
+    return torch.clamp(logit_scale.exp(), max=100) * x @ text.t()
+
+
+def max_over_synonyms(logits: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """``[..., sum(counts)] -> [..., len(counts)]``: each class keeps its best synonym's logit."""
+    if sum(counts) != logits.shape[-1]:
+        raise ValueError(f"synonym counts sum to {sum(counts)} but the logits have {logits.shape[-1]} columns")
+    return torch.stack([chunk.amax(-1) for chunk in logits.split(counts, dim=-1)], dim=-1)
+
+
+def ensemble(in_logits: torch.Tensor, out_logits: torch.Tensor, seen: torch.Tensor, alpha: float = 0.4,
+             beta: float = 0.8, kind: str = "geometric") -> torch.Tensor:
+    """FC-CLIP's Eq. 7 with void rescaling: log-probabilities ``[B, Q, K + 1]`` (void last).
+
+    ``in_logits [B, Q, K + 1]`` (in-vocabulary, void last), ``out_logits [B, Q, K]`` (or ``K + 1``: a
+    last void column is dropped), ``seen [K]`` bool. Official ``fcclip.py`` (inference):
+
+    * ``p_in = softmax(in[:K])``, ``p_out = softmax(out[:K])`` (void dropped from both);
+    * seen classes: ``log(p_in^(1-alpha) p_out^alpha)``; unseen ones the same with ``beta``;
+      ``arithmetic``: ``log((1-w) p_in + w p_out)`` instead; ``in`` / ``out``: one classifier alone;
+    * ``p_void = softmax(in)[K]``; result ``log([softmax(fused) (1 - p_void), p_void] + 1e-8)``.
+    """
+    k = in_logits.shape[-1] - 1
+    if out_logits.shape[-1] == k + 1:
+        out_logits = out_logits[..., :k]
+    if out_logits.shape[-1] != k or seen.shape[-1] != k:
+        raise ValueError(f"shapes disagree: in-vocabulary {k} classes + void, out-of-vocabulary "
+                         f"{out_logits.shape[-1]}, seen mask {seen.shape[-1]}")
+    p_in = in_logits[..., :k].softmax(-1)
+    p_out = out_logits.softmax(-1)
+    w = torch.where(seen.to(p_in.device), torch.tensor(alpha, device=p_in.device),
+                    torch.tensor(beta, device=p_in.device)).to(p_in.dtype)
+    if kind == "geometric":
+        fused = (p_in ** (1 - w) * p_out ** w).log()
+    elif kind == "arithmetic":
+        fused = ((1 - w) * p_in + w * p_out).log()
+    elif kind == "in":
+        fused = p_in.log()
+    elif kind == "out":
+        fused = p_out.log()
+    else:
+        raise ValueError(f"kind must be one of {FCCLIPConfig.ENSEMBLES}, got {kind!r}")
+    p_void = in_logits.softmax(-1)[..., k:]
+    probs = torch.cat([fused.softmax(-1) * (1.0 - p_void), p_void], dim=-1)
+    return torch.log(probs + VOID_EPS)
+
+
+def split_synonyms(name) -> list[str]:
+    """``"person, child, man"`` or ``["person", "child"]`` -> the synonym strings (official ``split_labels``)."""
+    parts = name.split(",") if isinstance(name, str) else list(name)
+    synonyms = [p.strip() for p in parts if isinstance(p, str) and p.strip()]
+    if not synonyms:
+        raise ValueError(f"class {name!r} has no synonym: give a name such as 'cat' or 'person, man, woman'")
+    return synonyms
+
+
+def seen_mask(class_names, train_classes) -> torch.Tensor:
+    """``[K]`` bool: class k is seen when any of its synonyms equals any training synonym exactly
+    (official ``category_overlapping_mask``)."""
+    train = {s for name in train_classes for s in split_synonyms(name)}
+    return torch.tensor([any(s in train for s in split_synonyms(n)) for n in class_names], dtype=torch.bool)
+
+
+class TextClassifier:
+    """The text classifier of a vocabulary: ``[T, D]`` normalised synonym embeddings + synonym counts.
+
+    Computed once per (vocabulary, template set) and cached - the "vocabulary API" of the chapter.
+    """
+
+    def __init__(self, clip, templates: str = "vild"):
+        self.clip, self.templates = clip, templates
+        self._cache: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
+
+    def __call__(self, class_names) -> tuple[torch.Tensor, list[int]]:
+        key = tuple(tuple(split_synonyms(n)) for n in class_names)
+        if key not in self._cache:
+            synonyms = [s for group in key for s in group]
+            embeddings = self.clip.embed_text(synonyms, templates=self.templates)
+            self._cache[key] = (embeddings, [len(g) for g in key])
+        return self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# the mask generator: transformers' Mask2Former modules on the CLIP trunk
+# ---------------------------------------------------------------------------------------------
+def _mask_generator_class():
+    from transformers.models.mask2former.modeling_mask2former import (
+        Mask2FormerPixelDecoder, Mask2FormerPreTrainedModel, Mask2FormerTransformerModule)
+
+    class MaskGenerator(Mask2FormerPreTrainedModel):
+        """Mask2Former's pixel decoder and masked-attention transformer decoder, fed by given
+        backbone features (the library's own modules and initialisation; only the backbone differs)."""
+
+        def __init__(self, config, channels: list[int]):
+            super().__init__(config)
+            self.pixel_decoder = Mask2FormerPixelDecoder(config, feature_channels=channels)
+            self.transformer_module = Mask2FormerTransformerModule(in_features=config.feature_size, config=config)
+            self.post_init()
+
+        def forward(self, features: list[torch.Tensor]):
+            pixel = self.pixel_decoder(features, return_dict=True)
+            out = self.transformer_module(multi_scale_features=pixel.multi_scale_features,
+                                          mask_features=pixel.mask_features, output_hidden_states=True)
+            # intermediate states: layer-normed query states [Q, B, C] at each of the prediction points
+            return pixel.mask_features, list(out.intermediate_hidden_states), list(out.masks_queries_logits)
+
+    return MaskGenerator
+
+
+@dataclass
+class FCCLIPOutput:
+    """What one forward pass yields (``B`` images, ``Q`` queries, ``K`` classes, stride-4 masks)."""
+
+    mask_logits: torch.Tensor  # [B, Q, h, w] final prediction point
+    in_logits: torch.Tensor  # [B, Q, K + 1] in-vocabulary logits, void last
+    aux: list[dict]  # earlier prediction points: {"masks_queries_logits", "class_queries_logits"}
+    clip_dense: torch.Tensor | None = None  # [B, C5, h32, w32] norm_pre(res5) for the out-of-vocabulary path
+    image_size: tuple[int, int] = (0, 0)  # the unpadded input size
+
+
+class FCCLIP(nn.Module):
+    """FC-CLIP (see the module docstring). ``segment(images, class_names)`` is the book's contract."""
+
+    def __init__(self, config: FCCLIPConfig, clip=None, pretrained_clip: bool = True):
+        super().__init__()
+        self.config = config
+        self.clip = clip if clip is not None else encoders.build(config.clip, pretrained=pretrained_clip)
+        visual = getattr(getattr(self.clip, "model", None), "visual", None)
+        if visual is None or not hasattr(visual, "trunk") or not hasattr(visual.trunk, "stages"):
+            raise ValueError(f"FC-CLIP needs a convolutional open_clip CLIP (ConvNeXt), got {config.clip!r}")
+        self.clip.freeze()
+        channels = [stage_out_channels(s) for s in visual.trunk.stages]
+        self.generator = _mask_generator_class()(config.mask2former(), channels)
+        d, width = config.hidden_dim, self.clip.embed_dim
+        self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
+        from transformers.models.mask2former.modeling_mask2former import Mask2FormerMLPPredictionHead
+
+        self.class_embed = Mask2FormerMLPPredictionHead(d, d, width, num_layers=3)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.void_embedding = nn.Embedding(1, width)
+        self.text = TextClassifier(self.clip, config.templates)
+        self._loss = None
+
+    # -- backbone ---------------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.clip.train(False)  # frozen, always in eval mode (official freeze_everything)
+        return self
+
+    def _pad(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Normalised pixels, zero-padded (after normalisation, as detectron2's ImageList) to a multiple of 32."""
+        h, w = images.shape[-2:]
+        x = self.clip.preprocess(images, size=(h, w))
+        s = self.config.size_divisibility
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        return x, (h, w)
+
+    @torch.no_grad()
+    def backbone(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """res2..res5 of the frozen CLIP trunk and ``norm_pre(res5)`` (official ``extract_features_convnext``)."""
+        trunk = self.clip.model.visual.trunk
+        y = trunk.stem(x)
+        maps = []
+        for stage in trunk.stages:
+            y = stage(y)
+            maps.append(y)
+        return maps, trunk.norm_pre(y)
+
+    # -- forward ----------------------------------------------------------------------------------
+    def classifier(self, class_names) -> tuple[torch.Tensor, list[int]]:
+        """Text classifier ``[T + 1, D]`` with the normalised void embedding last, and synonym counts + [1]."""
+        text, counts = self.text(class_names)
+        void = F.normalize(self.void_embedding.weight, dim=-1)
+        return torch.cat([text.to(void.device, void.dtype), void], dim=0), counts + [1]
+
+    def in_vocabulary_logits(self, mask_features, query, mask_logits, text, counts) -> torch.Tensor:
+        """Eq. 4 at one prediction point: ``[B, Q, K + 1]`` logits, void last."""
+        pooled = self.mask_pooling_proj(mask_pool(mask_features, mask_logits))
+        embedding = self.class_embed(pooled + query.transpose(0, 1))
+        return max_over_synonyms(classification_logits(embedding, text, self.logit_scale), counts)
+
+    def forward(self, images: torch.Tensor, class_names) -> FCCLIPOutput:
+        x, size = self._pad(images)
+        maps, dense = self.backbone(x)
+        mask_features, queries, masks = self.generator(maps)
+        text, counts = self.classifier(class_names)
+        logits = [self.in_vocabulary_logits(mask_features, q, m, text, counts) for q, m in zip(queries, masks)]
+        aux = [{"masks_queries_logits": m, "class_queries_logits": c} for m, c in zip(masks[:-1], logits[:-1])]
+        return FCCLIPOutput(masks[-1], logits[-1], aux, dense, size)
+
+    # -- the out-of-vocabulary classifier and the ensemble -----------------------------------------
+    @torch.no_grad()
+    def out_vocabulary_logits(self, dense: torch.Tensor, mask_logits: torch.Tensor, class_names) -> torch.Tensor:
+        """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head, cosine x CLIP's scale: ``[B, Q, K]``."""
+        pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
+        b, q, c = pooled.shape
+        visual = self.clip.model.visual
+        emb = visual.head(visual.trunk.head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
+        text, counts = self.text(class_names)
+        return max_over_synonyms(classification_logits(emb, text.to(emb), self.clip.model.logit_scale), counts)
+
+    def class_log_probs(self, out: FCCLIPOutput, class_names, ensemble: str | None = None,
+                        alpha: float | None = None, beta: float | None = None) -> torch.Tensor:
+        """Final per-query log-probabilities ``[B, Q, K + 1]`` (void last) after the ensemble."""
+        c = self.config
+        kind = ensemble or c.ensemble
+        seen = seen_mask(class_names, c.train_classes)
+        out_logits = self.out_vocabulary_logits(out.clip_dense, out.mask_logits, class_names)
+        return ensemble_fn(out.in_logits, out_logits, seen, c.alpha if alpha is None else alpha,
+                           c.beta if beta is None else beta, kind)
+
+    def upsample_masks(self, out: FCCLIPOutput, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Mask logits at the padded input size, cropped to the image, resized to ``size`` (bilinear)."""
+        h, w = out.image_size
+        padded = (out.mask_logits.shape[-2] * 4, out.mask_logits.shape[-1] * 4)
+        m = F.interpolate(out.mask_logits, size=padded, mode="bilinear", align_corners=False)[..., :h, :w]
+        if size is not None and tuple(size) != (h, w):
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return m
+
+    # -- the three inferences -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, class_names, **ensemble_options) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-query class log-probabilities ``[B, Q, K + 1]`` and mask logits ``[B, Q, H, W]`` at input size."""
+        images, _ = check_inputs(images, [n if isinstance(n, str) else ", ".join(n) for n in class_names])
+        out = self(images, class_names)
+        return self.class_log_probs(out, class_names, **ensemble_options), self.upsample_masks(out)
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor, class_names, **ensemble_options) -> torch.Tensor:
+        """The book's contract: semantic scores ``[B, K, H, W]`` (``semantic_inference``)."""
+        log_probs, masks = self.predict(images, class_names, **ensemble_options)
+        return semantic_inference(log_probs, masks)
+
+    @torch.no_grad()
+    def panoptic(self, images: torch.Tensor, class_names, thing: list[bool] | None = None,
+                 **ensemble_options) -> list[dict]:
+        """Panoptic segmentation per image: ``{"segments": [H, W] int (0 = none), "info": [...]}``.
+        ``thing[k]`` says whether class k is a countable thing (stuff segments merge per class)."""
+        log_probs, masks = self.predict(images, class_names, **ensemble_options)
+        thing = [True] * len(class_names) if thing is None else list(thing)
+        return [panoptic_inference(lp, m, thing, self.config.object_mask_threshold, self.config.overlap_threshold)
+                for lp, m in zip(log_probs, masks)]
+
+    @torch.no_grad()
+    def instances(self, images: torch.Tensor, class_names, thing: list[bool] | None = None,
+                  **ensemble_options) -> list[dict]:
+        """Instance segmentation per image (``instance_inference``)."""
+        log_probs, masks = self.predict(images, class_names, **ensemble_options)
+        thing = [True] * len(class_names) if thing is None else list(thing)
+        return [instance_inference(lp, m, thing, self.config.instance_topk) for lp, m in zip(log_probs, masks)]
+
+    # -- training ------------------------------------------------------------------------------------
+    def loss(self, out: FCCLIPOutput, mask_labels: list[torch.Tensor], class_labels: list[torch.Tensor]) -> torch.Tensor:
+        """Mask2Former's loss (Hungarian matching, point-sampled mask BCE + dice, class CE with no-object
+        weight 0.1) at every prediction point, on the in-vocabulary logits (official training path)."""
+        from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
+
+        k = out.in_logits.shape[-1] - 1
+        if self._loss is None or self._loss.num_labels != k:
+            c = self.config
+            self._loss = Mask2FormerLoss(c.mask2former(num_labels=k), weight_dict={}).to(out.in_logits.device)
+        losses = self._loss(out.mask_logits, out.in_logits, mask_labels, class_labels, out.aux)
+        weights = {"loss_cross_entropy": self.config.class_weight, "loss_mask": self.config.mask_weight,
+                   "loss_dice": self.config.dice_weight}
+        return sum(weights[key.rsplit("_", 1)[0] if key[-1].isdigit() else key] * v for key, v in losses.items())
+
+    def trainable_state(self) -> dict:
+        """The weights FC-CLIP learns (everything but the frozen CLIP)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("clip.")}
+
+    def describe(self) -> dict:
+        return {"method": "fcclip", **{k: v for k, v in asdict(self.config).items() if k != "train_classes"},
+                "train_classes": len(self.config.train_classes)}
+
+
+ensemble_fn = ensemble  # the module-level function, under a name the method's keyword does not shadow
+
+
+def stage_out_channels(stage: nn.Module) -> int:
+    """Output channels of a timm ConvNeXt stage (its last block's last linear/conv)."""
+    for module in reversed(list(stage.modules())):
+        if isinstance(module, nn.Linear):
+            return module.out_features
+        if isinstance(module, nn.Conv2d):
+            return module.out_channels
+    raise ValueError("could not find the output width of a backbone stage")
+
+
+# ---------------------------------------------------------------------------------------------
+# inference rules (Mask2Former's, as FC-CLIP calls them)
+# ---------------------------------------------------------------------------------------------
+def semantic_inference(log_probs: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """``sum_q softmax(cls)[q, c] * sigmoid(m_q)``, void dropped: ``[B, Q, K+1] x [B, Q, H, W] -> [B, K, H, W]``."""
+    probs = log_probs.softmax(-1)[..., :-1]
+    return torch.einsum("bqc,bqhw->bchw", probs, mask_logits.sigmoid())
+
+
+def panoptic_inference(log_probs: torch.Tensor, mask_logits: torch.Tensor, thing: list[bool],
+                       object_mask_threshold: float = 0.0, overlap_threshold: float = 0.8) -> dict:
+    """Mask2Former's mask-wise merging for one image: ``[Q, K+1]`` log-probabilities, ``[Q, H, W]`` logits.
+
+    Keep queries whose best class is not void and whose score exceeds ``object_mask_threshold``;
+    each pixel goes to the kept query with the highest ``score * sigmoid(mask)``; a query's segment
+    is dropped when it keeps less than ``overlap_threshold`` of its own ``sigmoid >= 0.5`` area;
+    stuff segments of one class merge. Returns ``segments [H, W]`` (int32, 0 = unassigned) and
+    ``info``: one ``{"id", "category_id", "isthing", "score"}`` per segment.
+    """
+    k = log_probs.shape[-1] - 1
+    scores, labels = log_probs.softmax(-1).max(-1)
+    masks = mask_logits.sigmoid()
+    keep = labels.ne(k) & (scores > object_mask_threshold)
+    scores, labels, masks = scores[keep], labels[keep], masks[keep]
+    h, w = mask_logits.shape[-2:]
+    segments = torch.zeros((h, w), dtype=torch.int32, device=mask_logits.device)
+    info: list[dict] = []
+    if masks.shape[0] == 0:
+        return {"segments": segments, "info": info}
+    owner = (scores.view(-1, 1, 1) * masks).argmax(0)
+    stuff_ids: dict[int, int] = {}
+    for q in range(masks.shape[0]):
+        cls = int(labels[q])
+        mine = owner == q
+        area = int(mine.sum())
+        original = int((masks[q] >= 0.5).sum())
+        region = mine & (masks[q] >= 0.5)
+        if area == 0 or original == 0 or not bool(region.any()):
+            continue
+        if area / original < overlap_threshold:
+            continue
+        if not thing[cls] and cls in stuff_ids:
+            segments[region] = stuff_ids[cls]
+            continue
+        new_id = len(info) + 1
+        if not thing[cls]:
+            stuff_ids[cls] = new_id
+        segments[region] = new_id
+        info.append({"id": new_id, "category_id": cls, "isthing": bool(thing[cls]), "score": float(scores[q])})
+    return {"segments": segments, "info": info}
+
+
+def instance_inference(log_probs: torch.Tensor, mask_logits: torch.Tensor, thing: list[bool],
+                       topk: int = 100) -> dict:
+    """Mask2Former's instance inference for one image: the top-k (query, class) pairs over thing
+    classes, masks ``logit > 0``, score = class probability x mean mask probability inside the mask."""
+    q, k1 = log_probs.shape
+    k = k1 - 1
+    probs = log_probs.softmax(-1)[:, :k]
+    is_thing = torch.tensor(thing, dtype=torch.bool, device=probs.device)
+    probs = probs * is_thing  # stuff classes never become instances
+    topk = min(topk, probs.numel())
+    scores, flat = probs.flatten().topk(topk, sorted=False)
+    labels = flat % k
+    queries = flat // k
+    keep = is_thing[labels]
+    scores, labels, queries = scores[keep], labels[keep], queries[keep]
+    masks = mask_logits[queries]
+    binary = (masks > 0).float()
+    mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    return {"masks": binary.bool(), "scores": scores * mask_scores, "labels": labels}
+
+
+# ---------------------------------------------------------------------------------------------
+# construction
+# ---------------------------------------------------------------------------------------------
+def build(clip: str = "clip-convnext-large-d-320", pretrained: bool = True, weights: str | None = None,
+          **overrides) -> FCCLIP:
+    """``FCCLIP`` on the registry CLIP ``clip`` (``pretrained``: the CLIP's real / toy weights).
+
+    ``weights``: a file with trained FC-CLIP weights (``trainable_state``) or an official checkpoint
+    converted by ``ovnb.methods.fcclip_weights``. Toy CLIPs take the ``TOY`` sizes unless overridden.
+    """
+    base = dict(TOY) if clip.startswith("toy-") else {}
+    base.update(overrides, clip=clip)
+    if "train_classes" in base:
+        base["train_classes"] = tuple(base["train_classes"])
+    model = FCCLIP(FCCLIPConfig(**base), pretrained_clip=pretrained)
+    if weights is not None:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("clip.")]
+        if missing or unexpected:
+            raise ValueError(f"{weights}: missing {missing[:5]}..., unexpected {unexpected[:5]}...")
+    return model
+

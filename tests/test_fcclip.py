@@ -1,0 +1,176 @@
+"""FC-CLIP: every piece against a hand computation, then the whole model on the toy CLIP."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ovnb.methods import fcclip as fc
+
+
+def test_mask_pool_averages_inside_binarised_masks():
+    feats = torch.arange(8, dtype=torch.float32).view(1, 2, 2, 2)  # channel 0: 0 1 2 3, channel 1: 4 5 6 7
+    masks = torch.tensor([[[[5.0, -1.0], [0.5, -3.0]],  # pixels (0,0), (1,0)
+                           [[-1.0, -1.0], [-1.0, -1.0]]]])  # empty
+    pooled = fc.mask_pool(feats, masks)
+    assert torch.allclose(pooled[0, 0], torch.tensor([(0 + 2) / 2, (4 + 6) / 2]), atol=1e-6)
+    assert torch.equal(pooled[0, 1], torch.zeros(2))  # an empty mask pools to zeros (sum / (0 + 1e-8))
+
+
+def test_mask_pool_resizes_masks_to_the_feature_grid():
+    feats = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]]]])
+    masks = torch.full((1, 1, 8, 8), -1.0)
+    masks[..., :, :4] = 1.0  # the left half at 4x resolution -> the left column of the 2x2 grid
+    assert torch.allclose(fc.mask_pool(feats, masks), torch.tensor([[[3.0]]]))
+
+
+def test_classification_logits_clamp_the_temperature_at_100():
+    x = torch.tensor([[[3.0, 4.0]]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.allclose(fc.classification_logits(x, text, torch.tensor(math.log(10.0))), torch.tensor([[[6.0, 8.0]]]))
+    assert torch.allclose(fc.classification_logits(x, text, torch.tensor(math.log(500.0))), torch.tensor([[[60.0, 80.0]]]))
+
+
+def test_max_over_synonyms():
+    logits = torch.tensor([[1.0, 5.0, 2.0, 7.0, 0.5]])
+    assert torch.equal(fc.max_over_synonyms(logits, [2, 1, 2]), torch.tensor([[5.0, 2.0, 7.0]]))
+    with pytest.raises(ValueError, match="sum to 4"):
+        fc.max_over_synonyms(logits, [2, 2])
+
+
+def _softmax(v):
+    e = np.exp(np.asarray(v, dtype=np.float64) - np.max(v))
+    return e / e.sum()
+
+
+def test_geometric_ensemble_closed_form_with_void_rescaling():
+    """One query, classes (seen, unseen) + void, computed by hand from Eq. 7 and the void rule."""
+    a, b = 0.4, 0.8
+    in_l = [2.0, 0.5, 1.0]  # in-vocabulary logits, void last
+    out_l = [0.0, 3.0]
+    p_in, p_out = _softmax(in_l[:2]), _softmax(out_l)
+    fused = np.array([p_in[0] ** (1 - a) * p_out[0] ** a, p_in[1] ** (1 - b) * p_out[1] ** b])
+    p_void = _softmax(in_l)[2]
+    expected = np.log(np.append(fused / fused.sum() * (1 - p_void), p_void) + 1e-8)
+    got = fc.ensemble(torch.tensor([[in_l]]), torch.tensor([[out_l]]), torch.tensor([True, False]), a, b)
+    assert np.allclose(got[0, 0].double().numpy(), expected, atol=1e-6)
+
+
+def test_arithmetic_ensemble_and_the_single_classifiers():
+    in_l, out_l, seen = torch.tensor([[[2.0, 0.5, -9.0]]]), torch.tensor([[[0.0, 3.0]]]), torch.tensor([True, False])
+    p_in, p_out = _softmax([2.0, 0.5]), _softmax([0.0, 3.0])
+    arith = np.array([0.6 * p_in[0] + 0.4 * p_out[0], 0.2 * p_in[1] + 0.8 * p_out[1]])
+    p_void = _softmax([2.0, 0.5, -9.0])[2]
+    got = fc.ensemble(in_l, out_l, seen, 0.4, 0.8, "arithmetic")[0, 0].exp().double().numpy()
+    assert np.allclose(got[:2], arith / arith.sum() * (1 - p_void), atol=1e-6)
+    assert np.allclose(fc.ensemble(in_l, out_l, seen, kind="in")[0, 0, :2].exp().numpy(), p_in * (1 - p_void), atol=1e-6)
+    assert np.allclose(fc.ensemble(in_l, out_l, seen, kind="out")[0, 0, :2].exp().numpy(), p_out * (1 - p_void), atol=1e-6)
+    # alpha = beta = 0: the geometric ensemble is the in-vocabulary classifier alone
+    assert torch.allclose(fc.ensemble(in_l, out_l, seen, 0.0, 0.0), fc.ensemble(in_l, out_l, seen, kind="in"), atol=1e-6)
+
+
+def test_synonyms_and_seen_by_exact_match():
+    assert fc.split_synonyms("person, child ,man") == ["person", "child", "man"]
+    assert fc.split_synonyms(["wall", "brick wall"]) == ["wall", "brick wall"]
+    with pytest.raises(ValueError, match="no synonym"):
+        fc.split_synonyms(" , ")
+    seen = fc.seen_mask(["people, person", "persons", "wall, walls", "sky"], ["person, child", "wall"])
+    assert seen.tolist() == [True, False, True, False]  # exact strings only: "persons" is unseen
+
+
+def test_semantic_inference_hand_case():
+    log_probs = torch.log(torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]]))  # 2 queries, 2 classes + void
+    masks = torch.tensor([[[[0.0]], [[2.0]]]])  # 1x1 image
+    s0, s1 = 1 / (1 + math.exp(-0.0)), 1 / (1 + math.exp(-2.0))
+    got = fc.semantic_inference(log_probs, masks)[0, :, 0, 0]
+    assert torch.allclose(got, torch.tensor([0.7 * s0 + 0.1 * s1, 0.2 * s0 + 0.1 * s1]), atol=1e-6)
+
+
+def test_panoptic_inference_merges_stuff_drops_void_and_overlapped_queries():
+    big = 10.0
+    # 4 queries on a 2x4 image: q0 thing left half, q1 stuff right half top, q2 same stuff right half
+    # bottom (merged with q1), q3 predicts void; q4 a thing whose mask is mostly taken by q0
+    m = torch.full((5, 2, 4), -big)
+    m[0, :, :2] = big
+    m[1, 0, 2:] = big
+    m[2, 1, 2:] = big
+    m[3] = big
+    m[4, :, :3] = 1.0  # weaker, overlaps q0's region
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
+    out = fc.panoptic_inference(probs.log(), m, thing=[True, False])
+    seg, info = out["segments"], out["info"]
+    assert [(i["category_id"], i["isthing"]) for i in info] == [(0, True), (1, False)]
+    assert seg[:, :2].eq(1).all() and seg[:, 2:].eq(2).all()  # one merged stuff segment
+
+
+def test_instance_inference_skips_stuff_and_scores_by_mask_quality():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    m = torch.tensor([[[2.0, -1.0]], [[3.0, 3.0]]])
+    out = fc.instance_inference(probs.log(), m, thing=[True, False], topk=4)
+    assert set(out["labels"].tolist()) == {0}
+    best = out["scores"].argmax()
+    assert out["scores"][best] == pytest.approx(0.7 * (1 / (1 + math.exp(-2.0))), abs=1e-5)
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="alpha"):
+        fc.FCCLIPConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="ensemble"):
+        fc.FCCLIPConfig(ensemble="harmonic")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    return fc.build(clip="toy-clip-convnext", train_classes=["red star", "sky"])
+
+
+def test_toy_model_forward_shapes_frozen_clip_and_gradients(toy):
+    from ovnb.data.toy_world import ToyWorld
+
+    images = torch.stack([ToyWorld("train", 2)[i]["image"] for i in range(2)])
+    names = ["red star", "sky, blue sky", "grass"]
+    toy.train()
+    assert not toy.clip.training
+    out = toy(images, names)
+    q = toy.config.num_queries
+    assert out.mask_logits.shape == (2, q, 16, 16) and out.in_logits.shape == (2, q, 4)
+    assert len(out.aux) == toy.config.decoder_layers - 1
+    masks = [torch.ones(1, 64, 64), torch.ones(1, 64, 64)]
+    loss = toy.loss(out, masks, [torch.tensor([1]), torch.tensor([0])])
+    loss.backward()
+    assert all(p.grad is None for p in toy.clip.parameters())
+    assert toy.logit_scale.grad is not None and toy.void_embedding.weight.grad is not None
+    assert toy.generator.transformer_module.queries_features.weight.grad is not None
+    toy.zero_grad(set_to_none=True)
+    toy.eval()
+    scores = toy.segment(images, names)
+    assert scores.shape == (2, 3, 64, 64) and torch.isfinite(scores).all()
+
+
+def test_text_classifier_synonyms_equal_the_max_of_separate_classes(toy):
+    images = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+    joint, counts = toy.text(["sky, blue sky", "grass"])
+    assert counts == [2, 1] and joint.shape[0] == 3
+    out = toy(images, ["sky, blue sky", "grass"])
+    separate = toy(images, ["sky", "blue sky", "grass"])
+    assert torch.allclose(out.in_logits[..., 0], separate.in_logits[..., :2].amax(-1), atol=1e-5)
+    assert toy.text(["sky, blue sky", "grass"])[0] is joint  # cached per vocabulary
+
+
+def test_padding_to_a_multiple_of_32_keeps_the_output_size(toy):
+    images = torch.randint(0, 255, (1, 3, 50, 70), dtype=torch.uint8)
+    assert toy.segment(images, ["red star", "sky"]).shape == (1, 2, 50, 70)
+
+
+def test_segment_refuses_bad_input(toy):
+    with pytest.raises(ValueError, match="class_names"):
+        toy.segment(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), [])
+    with pytest.raises(ValueError, match="shape"):
+        toy.segment(torch.zeros(3, 64, 64, dtype=torch.uint8), ["sky"])
+
+
+def test_a_vit_clip_is_refused():
+    with pytest.raises(ValueError, match="ConvNeXt"):
+        fc.build(clip="toy-clip-vit", pretrained=False)
