@@ -50,12 +50,15 @@ class TrainConfig:
     clip_grad: float | None = None
     checkpoint_every: int = 200
     seed: int = 0
-    schedule: str = "cosine"  # "cosine" (warmup + cosine to min_lr) or "poly" (warmup + (1 - t/T)^poly_power)
+    schedule: str = "cosine"  # "cosine" (warmup + cosine to min_lr), "poly" (warmup + (1 - t/T)^poly_power)
+    # or "step" (warmup, then x gamma at each of ``milestones``: detectron2's WarmupMultiStepLR)
     poly_power: float = 0.9
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
     optimizer: str = "adamw"  # "adamw" or "sgd" (momentum ``momentum``; detectron2's default solver)
     momentum: float = 0.9
 
-    SCHEDULES = ("cosine", "poly")
+    SCHEDULES = ("cosine", "poly", "step")
     OPTIMIZERS = ("adamw", "sgd")
 
     def __post_init__(self):
@@ -67,6 +70,9 @@ class TrainConfig:
             raise ValueError(f"accumulation must be >= 1, got {self.accumulation}")
         if self.schedule not in self.SCHEDULES:
             raise ValueError(f"schedule must be one of {self.SCHEDULES}, got {self.schedule!r}")
+        if list(self.milestones) != sorted(self.milestones) or any(not 0 < m <= self.iterations for m in self.milestones):
+            raise ValueError(f"milestones must be increasing steps in (0, iterations={self.iterations}], "
+                             f"got {self.milestones}")
         if self.optimizer not in self.OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {self.OPTIMIZERS}, got {self.optimizer!r}")
 
@@ -88,10 +94,20 @@ def poly_value(step: int, total: int, base: float, power: float = 0.9, warmup: i
     return base * (1.0 - step / total) ** power
 
 
+def step_value(step: int, base: float, milestones=(), gamma: float = 0.1, warmup: int = 0) -> float:
+    """detectron2's ``WarmupMultiStepLR`` with a linear warmup from 0 (FC-CLIP: warmup factor 1.0 over
+    10 iterations, i.e. no ramp at all): ``base gamma^(number of milestones <= step)``."""
+    if step < warmup:
+        return base * step / warmup
+    return base * gamma ** sum(1 for m in milestones if step >= m)
+
+
 def learning_rate(step: int, config: "TrainConfig", base: float) -> float:
     """The learning rate of a group whose peak is ``base`` at ``step``, by ``config.schedule``."""
     if config.schedule == "poly":
         return poly_value(step, config.iterations, base, config.poly_power, config.warmup)
+    if config.schedule == "step":
+        return step_value(step, base, config.milestones, config.gamma, config.warmup)
     return cosine_value(step, config.iterations, base, config.min_lr, config.warmup)
 
 

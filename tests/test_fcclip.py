@@ -174,3 +174,70 @@ def test_segment_refuses_bad_input(toy):
 def test_a_vit_clip_is_refused():
     with pytest.raises(ValueError, match="ConvNeXt"):
         fc.build(clip="toy-clip-vit", pretrained=False)
+
+
+def test_large_scale_jitter_keeps_image_labels_and_instances_aligned():
+    from ovnb.data.augment import LargeScaleJitter
+
+    image = torch.zeros(3, 20, 40)
+    image[0, :, :20] = 200.0  # left half red
+    mask = torch.zeros(20, 40, dtype=torch.long)
+    mask[:, :20] = 7
+    inst = (mask == 7).long() * 3
+    lsj = LargeScaleJitter(size=32, scale=(0.1, 2.0))
+    for seed in range(20):
+        out_image, out_mask, out_inst = lsj(image, mask, inst, torch.Generator().manual_seed(seed))
+        assert out_image.shape == (3, 32, 32) and out_mask.shape == (32, 32)
+        pad = out_mask == 255
+        assert torch.all(out_image[:, pad] == 128.0) and torch.all(out_inst[pad] == 0)
+        red = out_image[0] > 100
+        agree = (red == (out_mask == 7))[~pad].float().mean()
+        assert agree > 0.9 or int((~pad).sum()) < 100  # labels follow the pixels through flip/resize/crop (bilinear edges may differ)
+        if (out_mask == 7).any():
+            assert out_image[0][out_mask == 7].mean() > 150
+        assert torch.equal(out_inst == 3, out_mask == 7)
+
+
+def test_step_schedule_and_official_milestones():
+    from ovnb.train import TrainConfig, learning_rate
+
+    c = TrainConfig(iterations=100, schedule="step", milestones=(89, 96))
+    assert [learning_rate(t, c, 1e-4) for t in (0, 88, 89, 95, 96)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6])
+    s = fc.TrainSettings.scaled(3687)
+    assert s.milestones == (3277, 3550)  # the official 327,778 / 355,092 of 368,750 at the same fractions
+    with pytest.raises(ValueError, match="milestones"):
+        TrainConfig(iterations=10, schedule="step", milestones=(8, 4))
+
+
+def test_param_groups_exclude_norms_and_embeddings_from_weight_decay(toy):
+    groups = fc.param_groups(toy)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(toy.void_embedding.weight) in no_decay
+    assert id(toy.generator.transformer_module.queries_features.weight) in no_decay
+    assert id(toy.mask_pooling_proj[0].weight) in no_decay  # LayerNorm
+    assert id(toy.logit_scale) not in no_decay and id(toy.mask_pooling_proj[1].weight) not in no_decay
+    n_trainable = sum(p.numel() for p in toy.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in groups for p in g["params"]) == n_trainable
+    assert not any(p.requires_grad for p in toy.clip.parameters())
+
+
+def test_training_resumes_exactly(tmp_path):
+    from ovnb.data.toy_world import ToyWorld, vocabulary
+
+    voc = vocabulary()
+    thing = [voc.is_thing(i) for i in range(len(voc.names))]
+    data = ToyWorld("train", 16, seed=0)
+    settings = fc.TrainSettings.scaled(4, batch_size=2, crop=64, scale=(0.5, 2.0))
+
+    def run(run_dir, stop_after=None):
+        torch.manual_seed(0)
+        model = fc.build(clip="toy-clip-convnext", num_queries=8, train_num_points=256)
+        fc.train(model, data, list(range(20)), thing, settings, run_dir=run_dir, progress=False,
+                 stop_after=stop_after, checkpoint_every=2)
+        return model
+
+    whole = run(tmp_path / "a")
+    run(tmp_path / "b", stop_after=2)
+    resumed = run(tmp_path / "b")
+    for (k, v), w in zip(whole.trainable_state().items(), resumed.trainable_state().values()):
+        assert torch.equal(v, w), k

@@ -132,6 +132,6 @@ def test_the_poly_schedule_is_detectron2s_warmup_poly_lr(tmp_path):
     result = train.fit(net, lambda step, micro: net(torch.ones(1, 3)).sum(), config, param_groups=groups, progress=False)
     assert [h["lr"] for h in result.history] == pytest.approx([(1 - t / 4) ** 0.9 for t in range(4)])
     with pytest.raises(ValueError, match="schedule must be one of"):
-        train.TrainConfig(iterations=4, schedule="step")
+        train.TrainConfig(iterations=4, schedule="linear")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         train.TrainConfig(iterations=4, optimizer="lamb")

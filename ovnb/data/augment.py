@@ -100,3 +100,45 @@ def photometric_distortion(image: torch.Tensor, generator: torch.Generator, hue_
     if not contrast_first:
         x = contrast(x)
     return x
+
+
+@dataclass(frozen=True)
+class LargeScaleJitter:
+    """Large-scale jitter (Ghiasi et al.), the official FC-CLIP / Mask2Former COCO-panoptic mapper
+    (``coco_panoptic_lsj``): horizontal flip (1/2), ``ResizeScale`` - fit the image into a
+    ``size * s`` square with ``s ~ U(scale)`` (0.1-2.0), keeping its aspect - then ``FixedSizeCrop``:
+    a random ``size`` x ``size`` window, padded bottom-right (image 128, labels 255, instances 0).
+
+    Transforms an image with its semantic mask and instance map together (masks: nearest)."""
+
+    size: int = 1024
+    scale: tuple[float, float] = (0.1, 2.0)
+    flip: bool = True
+    pad_value: float = 128.0
+
+    def __post_init__(self):
+        if self.size < 1 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"size must be positive and scale an increasing positive range, got {self.size}, {self.scale}")
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor, instances: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, mask, instances = image.float(), mask.long(), instances.long()
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            image, mask, instances = image.flip(-1), mask.flip(-1), instances.flip(-1)
+        H, W = image.shape[-2:]
+        s = self.scale[0] + (self.scale[1] - self.scale[0]) * float(torch.rand((), generator=generator))
+        factor = min(self.size * s / H, self.size * s / W)
+        h, w = max(1, round(H * factor)), max(1, round(W * factor))
+        image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        labels = F.interpolate(torch.stack([mask, instances])[None].float(), size=(h, w), mode="nearest")[0].long()
+        dy, dx = max(0, h - self.size), max(0, w - self.size)
+        y0 = round(float(torch.rand((), generator=generator)) * dy)
+        x0 = round(float(torch.rand((), generator=generator)) * dx)
+        ch, cw = min(self.size, h), min(self.size, w)
+        out_image = torch.full((3, self.size, self.size), self.pad_value)
+        out_mask = torch.full((self.size, self.size), IGNORE_INDEX, dtype=torch.long)
+        out_inst = torch.zeros((self.size, self.size), dtype=torch.long)
+        out_image[:, :ch, :cw] = image[:, y0:y0 + ch, x0:x0 + cw]
+        out_mask[:ch, :cw] = labels[0, y0:y0 + ch, x0:x0 + cw]
+        out_inst[:ch, :cw] = labels[1, y0:y0 + ch, x0:x0 + cw]
+        return out_image, out_mask, out_inst

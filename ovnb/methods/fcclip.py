@@ -538,3 +538,107 @@ def build(clip: str = "clip-convnext-large-d-320", pretrained: bool = True, weig
             raise ValueError(f"{weights}: missing {missing[:5]}..., unexpected {unexpected[:5]}...")
     return model
 
+
+
+# ---------------------------------------------------------------------------------------------
+# training (through the book's one loop, ``ovnb.train.fit``)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainSettings:
+    """The official schedule (``Base-COCO-PanopticSegmentation.yaml`` + FC-CLIP's config): AdamW 1e-4,
+    weight decay 0.05 (none on normalisation layers and embeddings), batch 16, 368,750 iterations with
+    x0.1 drops at 327,778 and 355,092, full-model gradient clipping at L2 0.01, AMP, large-scale jitter
+    at 1024. detectron2's 10 warmup iterations use factor 1.0, i.e. no ramp: ``warmup=0`` here."""
+
+    iterations: int = 368_750
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    milestones: tuple[int, ...] = (327_778, 355_092)
+    clip_grad: float | None = 0.01
+    crop: int = 1024
+    scale: tuple[float, float] = (0.1, 2.0)
+
+    @classmethod
+    def scaled(cls, iterations: int, **overrides) -> "TrainSettings":
+        """The official schedule shortened to ``iterations`` (milestones at the same fractions)."""
+        base = cls()
+        milestones = tuple(max(1, round(m * iterations / base.iterations)) for m in base.milestones)
+        return cls(**{**dict(iterations=iterations, milestones=milestones), **overrides})
+
+
+def param_groups(model: FCCLIP) -> list[dict]:
+    """detectron2's ``build_optimizer`` as Mask2Former/FC-CLIP call it: no weight decay on the parameters
+    of normalisation layers (``WEIGHT_DECAY_NORM 0``) and embeddings (queries, void; ``WEIGHT_DECAY_EMBED
+    0``); every other trainable parameter (biases, the temperature, level embeddings) decays."""
+    norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Embedding)
+    decay, no_decay, seen = [], [], set()
+    for module_name, module in model.named_modules():
+        if module_name.startswith("clip"):
+            continue
+        for _, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if isinstance(module, norms) else decay).append(p)
+    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
+
+
+def panoptic_batch(samples: list[dict], thing: list[bool], class_map: torch.Tensor, augment, generator):
+    """Images ``[B, 3, S, S]`` (float, 0..1) and Mask2Former targets (masks, labels per image) after ``augment``
+    (``LargeScaleJitter``); ``class_map[dataset id]`` = training label or 255 (not trained on)."""
+    from ..panoptic import training_targets
+
+    images, mask_labels, class_labels = [], [], []
+    for s in samples:
+        image, mask, inst = augment(s["image"], s["mask"], s["instances"], generator)
+        images.append(image)
+        masks, labels = training_targets(mask, inst, thing, class_map)
+        mask_labels.append(masks)
+        class_labels.append(labels)
+    return torch.stack(images).div(255.0).clamp(0, 1), mask_labels, class_labels
+
+
+def train(model: FCCLIP, dataset, class_ids, thing: list[bool], settings: TrainSettings, run_dir=None,
+          seed: int = 0, progress: bool = True, stop_after: int | None = None, checkpoint_every: int = 1000,
+          amp: bool = True):
+    """Train everything but the frozen CLIP on ``dataset`` (samples with ``image``, ``mask``,
+    ``instances``) with the vocabulary ``class_ids`` (the training classes, e.g. COCO's 133); batch
+    ``t`` is a pure function of ``(seed, t)``, so a resumed run ends with the same weights."""
+    from ..data.augment import LargeScaleJitter
+    from ..train import TrainConfig, fit, step_generator
+
+    class_ids = [int(c) for c in class_ids]
+    names = [dataset.class_names[c] for c in class_ids]
+    class_map = torch.full((256,), 255, dtype=torch.long)
+    class_map[torch.tensor(class_ids)] = torch.arange(len(class_ids))
+    device = next(model.generator.parameters()).device
+    augment = LargeScaleJitter(settings.crop, settings.scale)
+    model.text(names)  # the frozen text classifier, computed once
+
+    def loss_fn(step: int, micro: int) -> torch.Tensor:
+        g = step_generator(seed, step, micro)
+        index = torch.randint(len(dataset), (settings.batch_size,), generator=g).tolist()
+        images, masks, labels = panoptic_batch([dataset[i] for i in index], thing, class_map, augment, g)
+        out = model(images.to(device), names)
+        return model.loss(out, [m.to(device) for m in masks], [c.to(device) for c in labels])
+
+    config = TrainConfig(iterations=settings.iterations, lr=settings.lr, weight_decay=settings.weight_decay,
+                         schedule="step", milestones=settings.milestones, clip_grad=settings.clip_grad, seed=seed,
+                         checkpoint_every=checkpoint_every, amp=amp)
+    trainable = _Trainable(model)
+    return fit(trainable, loss_fn, config, run_dir=run_dir, param_groups=param_groups(model), progress=progress,
+               stop_after=stop_after, description="FC-CLIP")
+
+
+class _Trainable(nn.Module):
+    """FC-CLIP's learned parts as one module for the training loop (checkpoints hold no CLIP weights,
+    like the official ones)."""
+
+    def __init__(self, model: FCCLIP):
+        super().__init__()
+        self.generator = model.generator
+        self.mask_pooling_proj = model.mask_pooling_proj
+        self.class_embed = model.class_embed
+        self.void_embedding = model.void_embedding
+        self.logit_scale = model.logit_scale
