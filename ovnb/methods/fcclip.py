@@ -518,12 +518,30 @@ def instance_inference(log_probs: torch.Tensor, mask_logits: torch.Tensor, thing
 # ---------------------------------------------------------------------------------------------
 # construction
 # ---------------------------------------------------------------------------------------------
+def load_weights(model: FCCLIP, path) -> None:
+    """Trained weights into ``model``: an official detectron2 checkpoint (converted, see
+    ``fcclip_weights``) or a file of ``trainable_state()`` saved by this project (a training run)."""
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    state = raw.get("model", raw.get("module", raw)) if isinstance(raw, dict) else raw
+    if any(k.startswith("sem_seg_head.") for k in state):
+        from .fcclip_weights import load_official
+
+        load_official(model, path)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("clip.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: not FC-CLIP weights of this configuration: missing {missing[:5]} "
+                         f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})")
+
+
 def build(clip: str = "clip-convnext-large-d-320", pretrained: bool = True, weights: str | None = None,
           **overrides) -> FCCLIP:
     """``FCCLIP`` on the registry CLIP ``clip`` (``pretrained``: the CLIP's real / toy weights).
 
-    ``weights``: a file with trained FC-CLIP weights (``trainable_state``) or an official checkpoint
-    converted by ``ovnb.methods.fcclip_weights``. Toy CLIPs take the ``TOY`` sizes unless overridden.
+    ``weights``: a file with trained FC-CLIP weights (``trainable_state`` or a training checkpoint) or
+    an official checkpoint (``fcclip_cocopan.pth``, converted on load by ``ovnb.methods.fcclip_weights``).
+    Toy CLIPs take the ``TOY`` sizes unless overridden.
     """
     base = dict(TOY) if clip.startswith("toy-") else {}
     base.update(overrides, clip=clip)
@@ -531,13 +549,8 @@ def build(clip: str = "clip-convnext-large-d-320", pretrained: bool = True, weig
         base["train_classes"] = tuple(base["train_classes"])
     model = FCCLIP(FCCLIPConfig(**base), pretrained_clip=pretrained)
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("clip.")]
-        if missing or unexpected:
-            raise ValueError(f"{weights}: missing {missing[:5]}..., unexpected {unexpected[:5]}...")
+        load_weights(model, weights)
     return model
-
 
 
 # ---------------------------------------------------------------------------------------------
