@@ -204,7 +204,7 @@ def test_the_thin_scripts_call_the_package():
     import subprocess
 
     for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes",
-                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017"):
+                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists"):
         proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "--root" in proc.stdout
@@ -220,7 +220,7 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     (wheel,) = tmp_path.glob("ovnb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes",
-                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017"):
+                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists"):
         assert f"ovnb/data/prepare/{module}.py" in names
 
 

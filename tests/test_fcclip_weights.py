@@ -128,3 +128,20 @@ def test_converted_pieces_compute_what_the_official_modules_compute(tmp_path):
     assert float(model.logit_scale.detach()) == 2.5
     assert torch.equal(model.generator.transformer_module.queries_features.weight, official[f"{pr}query_feat.weight"])
     assert torch.equal(model.void_embedding.weight, official["void_embedding.weight"])
+
+
+def test_class_lists_parse_as_the_official_reader_and_download_is_checked(tmp_path):
+    from ovnb.data import class_lists, fixtures
+    from ovnb.data.prepare import fcclip_class_lists as F
+
+    text = "0:invalid_class_id\n1:person,child\n2:invalid_class_id\n3:bicycle,bike\n"
+    assert F.parse(text) == ["person,child", "bicycle,bike"]
+    assert F.parse("0:background,bush\n1:aeroplane\n", keep_zero=True) == ["background,bush", "aeroplane"]
+    src = tmp_path / "src"
+    fixtures.fcclip_class_lists(src)  # the official counts, in the official layout
+    out = F.prepare(tmp_path / "data", {"fc-clip": (src / F.FOLDER).as_uri()})
+    assert F.check(tmp_path / "data") == []
+    voc20 = class_lists.fcclip_synonyms(tmp_path / "data", "voc-20")
+    assert len(voc20) == 20 and voc20[0] == "aeroplane,aeroplanes"  # PAS-21 without its background
+    (out / F.filename("cityscapes")).write_text("0:road\n")
+    assert F.check(tmp_path / "data") == [f"{out / F.filename('cityscapes')}: 1 classes, expected 19"]

@@ -1,4 +1,10 @@
-"""Per-image candidate classes for PnP-OVSS's captions: the official GPT-4o lists.
+"""Class lists the papers publish: PnP-OVSS's per-image GPT-4o lists and FC-CLIP's synonym lists.
+
+**FC-CLIP** (``fcclip_synonyms``): one comma-separated synonym string per class of a split, in the
+split's class order, from the official ``*_with_prompt_eng.txt`` files (``ovnb data prepare
+fcclip-class-lists``). PAS-20 is PAS-21 without its background entry, as the official registration.
+
+**PnP-OVSS** (below): per-image candidate classes for the captions, the official GPT-4o lists.
 
 Each entry of the published JSON files (``ovnb data prepare gpt4o-lists``) is GPT-4o's answer for
 one image, ``"[id: 'name', id: name, ...], [p1, p2%, ...]"``: the ids are the dataset's own (VOC,
@@ -15,6 +21,28 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+
+#: our split -> (official file stem, first entry used)
+FCCLIP_FILES = {"coco-panoptic-133": ("coco_panoptic", 0), "ade20k-150": ("ade20k_150", 0),
+                "ade20k-847": ("ade20k_847", 0), "pascal-context-59": ("pascal_ctx_59", 0),
+                "pascal-context-459": ("pascal_ctx_459", 0), "voc-21": ("pascal_voc_21", 0),
+                "voc-20": ("pascal_voc_21", 1), "cityscapes-19": ("cityscapes", 0),
+                "mapillary-vistas-65": ("mapillary_vistas", 0), "coco-stuff-171": ("coco_stuff", 0)}
+
+
+def fcclip_synonyms(root: str | Path, split: str) -> list[str]:
+    """FC-CLIP's synonym string of every class of ``split`` (e.g. ``"wall,walls,brick wall"``)."""
+    from .prepare import fcclip_class_lists as F
+
+    if split not in FCCLIP_FILES:
+        raise ValueError(f"FC-CLIP publishes no class list for {split!r}; there are lists for {list(FCCLIP_FILES)}")
+    stem, first = FCCLIP_FILES[split]
+    from .files import require
+
+    path = require(Path(root) / F.FOLDER / F.filename(stem), ("fcclip-class-lists",), Path(root),
+                   "FC-CLIP's class list", layout="ovnb/data/prepare/fcclip_class_lists.py")
+    return F.parse(path.read_text(), stem in F.KEEP_ZERO)[first:]
+
 
 FILES = {"voc-21": "voc", "pascal-context-60": "psc", "ade20k-151": "ade20k", "coco-object-81": "coco_object",
          "coco-stuff-172": "coco_stuff"}

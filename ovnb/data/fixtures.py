@@ -278,9 +278,37 @@ def coco_instances(root: str | Path) -> dict[str, list[int]]:
     return scenes
 
 
+def fcclip_class_lists(root: str | Path) -> dict[str, int]:
+    """FC-CLIP's ``*_with_prompt_eng.txt`` files with the official class counts: each class is named
+    as our split names it (``name,names``: two synonyms), or ``class i`` where the split is not ours."""
+    from .prepare import fcclip_class_lists as F
+    from .semseg import split
+
+    ours = {"ade20k_150": "ade20k-150", "ade20k_847": "ade20k-847", "pascal_ctx_59": "pascal-context-59",
+            "pascal_ctx_459": "pascal-context-459", "cityscapes": "cityscapes-19", "coco_stuff": "coco-stuff-171"}
+    counts = {}
+    for stem, count in F.FILES.items():
+        if stem in ours:
+            names = list(split(ours[stem]).class_names)
+        elif stem == "pascal_voc_21":
+            names = ["background"] + list(split("voc-20").class_names)
+        elif stem == "coco_panoptic":  # COCO's 80 things as COCO-Stuff names them, then 53 stand-in stuff names
+            names = list(split("coco-stuff-171").class_names[:80]) + [f"stuff {i}" for i in range(53)]
+        else:
+            names = [f"class {i}" for i in range(count)]
+        start = 0 if stem in F.KEEP_ZERO else 1
+        lines = [] if start == 0 else ["0:invalid_class_id"]
+        lines += [f"{start + i}:{n},{n}s" for i, n in enumerate(names[:count])]
+        path = Path(root) / F.FOLDER / F.filename(stem)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        counts[stem] = count
+    return counts
+
+
 FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k,
             "cityscapes-19": cityscapes, "pascal-context": pascal_context, "ade20k-847": ade20k_full,
-            "coco-instances-2017": coco_instances}
+            "coco-instances-2017": coco_instances, "fcclip-class-lists": fcclip_class_lists}
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:

@@ -7,7 +7,7 @@
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
 ``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``, ``pascal_context``,
-``ade20k_full``, ``coco_instances2017``, ``gpt4o_lists``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``ade20k_full``, ``coco_instances2017``, ``gpt4o_lists``, ``fcclip_class_lists``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -53,6 +53,9 @@ DATASETS = {d.name: d for d in (
             "from them; PnP-OVSS Table 3)", "annotations_trainval2017.zip (about 241 MB)", ("coco-stuff-164k",)),
     Dataset("gpt4o-lists", "gpt4o_lists", "PnP-OVSS's published GPT-4o class lists per test image (its Table 3 captions)",
             "5 JSON files (a few MB) from the official PnP-OVSS repository, pinned to one commit", into="gpt4o_lists"),
+    Dataset("fcclip-class-lists", "fcclip_class_lists", "FC-CLIP's class names with synonyms per dataset (its text "
+            "classifier and seen/unseen rule)", "10 small text files from the official FC-CLIP repository, pinned to "
+            "one commit", into="fcclip_class_lists"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}
