@@ -241,3 +241,24 @@ def test_training_resumes_exactly(tmp_path):
     resumed = run(tmp_path / "b")
     for (k, v), w in zip(whole.trainable_state().items(), resumed.trainable_state().values()):
         assert torch.equal(v, w), k
+
+
+def test_table6_variant_trains_a_copy_of_the_trunk_and_keeps_the_clip_frozen():
+    torch.manual_seed(0)
+    model = fc.build(clip="toy-clip-convnext", finetune_backbone=True, num_queries=8)
+    groups = fc.param_groups(model)
+    trunk_ids = {id(p) for p in model.trunk.parameters()}
+    assert {g["lr_scale"] for g in groups if any(id(p) in trunk_ids for p in g["params"])} == {0.1}
+    images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    model.train()
+    out = model(images, ["sky", "grass"])
+    assert out.clip_dense is None  # no out-of-vocabulary path in training
+    model.loss(out, [torch.ones(1, 64, 64)], [torch.tensor([0])]).backward()
+    assert any(p.grad is not None for p in model.trunk.parameters())
+    assert all(p.grad is None for p in model.clip.parameters())
+    model.eval()
+    with torch.no_grad():
+        frozen_dense = model(images, ["sky"]).clip_dense
+        assert torch.allclose(frozen_dense, model.backbone(model._pad(images)[0])[1])
+    with pytest.raises(ValueError, match="finetune_backbone"):
+        fc.FCCLIPConfig(out_vocab_source="finetuned")

@@ -86,6 +86,12 @@ class FCCLIPConfig:
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
     train_classes: tuple[str, ...] = field(default_factory=tuple)  # the training vocabulary (synonym strings)
+    # Table 6's ablation: a trainable copy of the CLIP trunk feeds the mask generator and the in-vocabulary
+    # classifier (learning rate x ``backbone_multiplier``, Mask2Former's BACKBONE_MULTIPLIER); the
+    # out-of-vocabulary classifier then pools the ``frozen`` CLIP or the ``finetuned`` copy
+    finetune_backbone: bool = False
+    backbone_multiplier: float = 0.1
+    out_vocab_source: str = "frozen"
 
     ENSEMBLES = ("geometric", "arithmetic", "in", "out")
 
@@ -102,6 +108,10 @@ class FCCLIPConfig:
                              f"got {self.feature_size} and {self.mask_feature_size}")
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be divisible by num_heads {self.num_heads}")
+        if self.out_vocab_source not in ("frozen", "finetuned"):
+            raise ValueError(f"out_vocab_source must be 'frozen' or 'finetuned', got {self.out_vocab_source!r}")
+        if self.out_vocab_source == "finetuned" and not self.finetune_backbone:
+            raise ValueError("out_vocab_source='finetuned' needs finetune_backbone=True")
         if self.decoder_layers < 1:
             raise ValueError(f"decoder_layers must be >= 1, got {self.decoder_layers}")
 
@@ -282,6 +292,11 @@ class FCCLIP(nn.Module):
         if visual is None or not hasattr(visual, "trunk") or not hasattr(visual.trunk, "stages"):
             raise ValueError(f"FC-CLIP needs a convolutional open_clip CLIP (ConvNeXt), got {config.clip!r}")
         self.clip.freeze()
+        self.trunk = None
+        if config.finetune_backbone:  # Table 6: a trainable copy for the mask generator + in-vocabulary head
+            import copy
+
+            self.trunk = copy.deepcopy(visual.trunk).requires_grad_(True)
         channels = [stage_out_channels(s) for s in visual.trunk.stages]
         self.generator = _mask_generator_class()(config.mask2former(), channels)
         d, width = config.hidden_dim, self.clip.embed_dim
@@ -313,13 +328,19 @@ class FCCLIP(nn.Module):
     @torch.no_grad()
     def backbone(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """res2..res5 of the frozen CLIP trunk and ``norm_pre(res5)`` (official ``extract_features_convnext``)."""
-        trunk = self.clip.model.visual.trunk
-        y = trunk.stem(x)
-        maps = []
-        for stage in trunk.stages:
-            y = stage(y)
-            maps.append(y)
-        return maps, trunk.norm_pre(y)
+        return _trunk_features(self.clip.model.visual.trunk, x)
+
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The mask generator's input maps and the out-of-vocabulary dense map (FC-CLIP: both from the
+        one frozen CLIP; Table 6's variants: the maps from the trainable copy)."""
+        if self.trunk is None:
+            return self.backbone(x)
+        maps, tuned_dense = _trunk_features(self.trunk, x)
+        if self.training:
+            return maps, None  # the out-of-vocabulary classifier is not used in training
+        if self.config.out_vocab_source == "finetuned":
+            return maps, tuned_dense.detach()
+        return maps, self.backbone(x)[1]
 
     # -- forward ----------------------------------------------------------------------------------
     def classifier(self, class_names) -> tuple[torch.Tensor, list[int]]:
@@ -336,7 +357,7 @@ class FCCLIP(nn.Module):
 
     def forward(self, images: torch.Tensor, class_names) -> FCCLIPOutput:
         x, size = self._pad(images)
-        maps, dense = self.backbone(x)
+        maps, dense = self.features(x)
         mask_features, queries, masks = self.generator(maps)
         text, counts = self.classifier(class_names)
         logits = [self.in_vocabulary_logits(mask_features, q, m, text, counts) for q, m in zip(queries, masks)]
@@ -350,7 +371,8 @@ class FCCLIP(nn.Module):
         pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
         b, q, c = pooled.shape
         visual = self.clip.model.visual
-        emb = visual.head(visual.trunk.head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
+        trunk = self.trunk if self.config.out_vocab_source == "finetuned" else visual.trunk
+        emb = visual.head(trunk.head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
         text, counts = self.text(class_names)
         return max_over_synonyms(classification_logits(emb, text.to(emb), self.clip.model.logit_scale), counts)
 
@@ -427,6 +449,15 @@ class FCCLIP(nn.Module):
     def describe(self) -> dict:
         return {"method": "fcclip", **{k: v for k, v in asdict(self.config).items() if k != "train_classes"},
                 "train_classes": len(self.config.train_classes)}
+
+
+def _trunk_features(trunk: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    y = trunk.stem(x)
+    maps = []
+    for stage in trunk.stages:
+        y = stage(y)
+        maps.append(y)
+    return maps, trunk.norm_pre(y)
 
 
 ensemble_fn = ensemble  # the module-level function, under a name the method's keyword does not shadow
@@ -583,9 +614,11 @@ class TrainSettings:
 def param_groups(model: FCCLIP) -> list[dict]:
     """detectron2's ``build_optimizer`` as Mask2Former/FC-CLIP call it: no weight decay on the parameters
     of normalisation layers (``WEIGHT_DECAY_NORM 0``) and embeddings (queries, void; ``WEIGHT_DECAY_EMBED
-    0``); every other trainable parameter (biases, the temperature, level embeddings) decays."""
+    0``); every other trainable parameter (biases, the temperature, level embeddings) decays. A trainable
+    backbone copy (Table 6) learns at ``backbone_multiplier`` x the learning rate."""
     norms = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.Embedding)
-    decay, no_decay, seen = [], [], set()
+    groups: dict[tuple[bool, bool], list] = {}
+    seen = set()
     for module_name, module in model.named_modules():
         if module_name.startswith("clip"):
             continue
@@ -593,8 +626,11 @@ def param_groups(model: FCCLIP) -> list[dict]:
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (no_decay if isinstance(module, norms) else decay).append(p)
-    return [{"params": decay, "decay": True}, {"params": no_decay, "decay": False}]
+            is_norm = isinstance(module, norms) or "norm" in type(module).__name__.lower()
+            key = (module_name.startswith("trunk"), not is_norm)
+            groups.setdefault(key, []).append(p)
+    return [{"params": params, "decay": decay, "lr_scale": model.config.backbone_multiplier if backbone else 1.0}
+            for (backbone, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))]
 
 
 def panoptic_batch(samples: list[dict], thing: list[bool], class_map: torch.Tensor, augment, generator):
@@ -640,7 +676,8 @@ def train(model: FCCLIP, dataset, class_ids, thing: list[bool], settings: TrainS
                          schedule="step", milestones=settings.milestones, clip_grad=settings.clip_grad, seed=seed,
                          checkpoint_every=checkpoint_every, amp=amp)
     trainable = _Trainable(model)
-    return fit(trainable, loss_fn, config, run_dir=run_dir, param_groups=param_groups(model), progress=progress,
+    groups = [{"params": g["params"], "decay": g["decay"], "lr": settings.lr * g["lr_scale"]} for g in param_groups(model)]
+    return fit(trainable, loss_fn, config, run_dir=run_dir, param_groups=groups, progress=progress,
                stop_after=stop_after, description="FC-CLIP")
 
 
@@ -655,3 +692,5 @@ class _Trainable(nn.Module):
         self.class_embed = model.class_embed
         self.void_embedding = model.void_embedding
         self.logit_scale = model.logit_scale
+        if model.trunk is not None:
+            self.trunk = model.trunk
