@@ -10,6 +10,7 @@
     ovnb benchmark fusioner-cosine       the output-size cosine, direct vs upsampled_cosine
     ovnb benchmark simbaseline           batched vs one-by-one region classification; seconds per image
     ovnb benchmark pnp-ovss              PnP-OVSS the fast way vs the official way: time, peak memory
+    ovnb benchmark fcclip                FC-CLIP's FPS (Table 4) with a per-stage breakdown, peak memory
     ovnb profiles                        list the profiles
 """
 
@@ -157,6 +158,19 @@ def cmd_benchmark(args) -> int:
             print(pb.report(timings[-1:]).splitlines()[-1], flush=True)
         print(pb.report(timings))
         return 0 if all(t.identical for t in timings) else 1
+    if args.what == "fcclip":
+        from .reproduce import benchmark_fcclip as fb
+
+        configs = args.configs or list(fb.CONFIGS)
+        unknown = [c for c in configs if c not in fb.CONFIGS]
+        if unknown:
+            raise SystemExit(f"ovnb: unknown fcclip config(s) {unknown}; valid: {list(fb.CONFIGS)}")
+        timings = []
+        for name in configs:
+            timings.append(fb.measure(name, images=args.images, device=args.device))
+            print(fb.report(timings[-1:]).splitlines()[-1], flush=True)
+        print(fb.report(timings))
+        return 0
     if args.what == "fusioner-cosine":
         configs = args.configs or list(benchmark.COSINE_SHAPES)
         unknown = [c for c in configs if c not in benchmark.COSINE_SHAPES]
@@ -257,19 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("benchmark", help="speed benchmarks (prints ratios)")
-    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine", "simbaseline", "pnp-ovss"],
+    p.add_argument("what", choices=["fusioner-cache", "fusioner-cosine", "simbaseline", "pnp-ovss", "fcclip"],
                    help="fusioner-cache: training step with vs without the cache; fusioner-cosine: Eq. (4)'s "
                         "similarity as interpolate + cosine vs upsampled_cosine (configs toy, paper); simbaseline: "
                         "Eq. (1) on all proposals in one CLIP forward vs one by one, and segment() s/image "
                         "(configs toy, vit-b-16); pnp-ovss: the fast way vs the official way, time, peak memory and identical "
-                        "masks (configs toy, blip-l)")
+                        "masks (configs toy, blip-l); fcclip: FPS as the paper counts it (batch 1, post-processing included) "
+                        "with a per-stage breakdown and peak memory (configs toy, convnext-l)")
     p.add_argument("--configs", nargs="+", default=None,
                    help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper; simbaseline: toy, vit-b-16; "
-                        "pnp-ovss: toy, blip-l")
+                        "pnp-ovss: toy, blip-l; fcclip: toy, convnext-l")
     p.add_argument("--proposals", type=int, default=100, help="simbaseline: proposals per image")
     p.add_argument("--no-pipeline", action="store_true", help="simbaseline: the region benchmark only")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--images", type=int, default=3, help="fcclip: timed images (after one untimed)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_benchmark)
 

@@ -262,3 +262,58 @@ def test_table6_variant_trains_a_copy_of_the_trunk_and_keeps_the_clip_frozen():
         assert torch.allclose(frozen_dense, model.backbone(model._pad(images)[0])[1])
     with pytest.raises(ValueError, match="finetune_backbone"):
         fc.FCCLIPConfig(out_vocab_source="finetuned")
+
+
+def test_vit_dense_features_at_other_sizes_resize_the_positions():
+    from ovnb import encoders
+
+    vit = encoders.build("toy-clip-vit", pretrained=True)
+    images = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    native = vit.dense(images).last
+    assert vit.dense(images, size=128).last.shape[-2:] == (2 * native.shape[-2], 2 * native.shape[-1])
+    assert torch.equal(vit.dense(images).last, native)  # the pretraining-size positions are restored
+    assert vit.model.visual.positional_embedding.shape[0] == native.shape[-1] * native.shape[-2] + 1
+
+
+def test_runner_scores_perfect_predictions_as_perfect():
+    """Stored outputs built from the ground truth itself (one query per segment, its class certain,
+    its mask exact) must score PQ = mIoU = 1, also in the grounding setting; a wrong class drops both."""
+    from ovnb import profiles
+    from ovnb.panoptic import targets_from_instances
+    from ovnb.reproduce.fcclip import Outputs, Runner
+
+    runner = Runner(profiles.load("smoke"))
+    data = runner.dataset("toy")
+    names = runner.class_names("toy")
+    k = len(names)
+    thing = runner.thing()
+    outs = Outputs([], {"frozen": []}, [], [])
+    q = 8
+    for i in runner.indices(data):
+        s = data[i]
+        segments, info = targets_from_instances(s["mask"], s["instances"], thing)
+        in_logits = torch.full((q, k + 1), -30.0)
+        in_logits[:, k] = 30.0  # unused queries: void
+        masks = torch.full((q, *s["mask"].shape), -20.0)
+        for j, seg in enumerate(info):
+            in_logits[j, seg["category_id"]], in_logits[j, k] = 30.0, -30.0
+            masks[j][segments == seg["id"]] = 20.0
+        outs.in_logits.append(in_logits)
+        outs.out_logits["frozen"].append(in_logits[:, :k].clone())
+        outs.masks.append(masks.half())
+        outs.sizes.append(tuple(s["mask"].shape))
+    for grounding in (False, True):
+        r = runner.score(outs, "toy", grounding=grounding)
+        assert r["pq"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0)
+    for logits in outs.in_logits + outs.out_logits["frozen"]:
+        logits[:, :k] = logits[:, :k].roll(1, dims=1)  # every class one off
+    r = runner.score(outs, "toy")
+    assert r["pq"] < 0.2 and r["miou"] < 0.2
+
+
+def test_benchmark_times_every_stage_of_the_toy_model():
+    from ovnb.reproduce import benchmark_fcclip as fb
+
+    t = fb.measure("toy", images=1)
+    assert set(t.stages) == set(fb.STAGES) and all(v > 0 for v in t.stages.values())
+    assert t.fps == pytest.approx(1 / sum(t.stages.values()))

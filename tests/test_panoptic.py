@@ -94,3 +94,20 @@ def test_toy_world_instances_are_things_and_separate():
             if voc.is_thing(c) and len(s["instances"][s["mask"] == c].unique()) > 1:
                 found_pair = True
     assert found_pair  # some scene holds two objects of one class, kept as two instances
+
+
+def test_mask_ap_perfect_wrong_class_and_ranking():
+    from ovnb.instance_ap import MaskAP
+
+    gt = torch.zeros(2, 16, 16, dtype=torch.bool)
+    gt[0, :8, :8] = True
+    gt[1, 8:, 8:] = True
+    perfect = MaskAP([0, 1]).update(gt, [0, 1], gt, [0, 1], [0.9, 0.8])
+    assert perfect.summary()["ap"] == pytest.approx(1.0)
+    swapped = MaskAP([0, 1]).update(gt, [0, 1], gt, [1, 0], [0.9, 0.8])
+    assert swapped.summary()["ap"] == pytest.approx(0.0)
+    # a confident false positive ranked above the true positive of class 0: precision 1/2 at recall 1
+    fp = torch.zeros(1, 16, 16, dtype=torch.bool)
+    fp[0, :8, 8:] = True
+    ranked = MaskAP([0]).update(gt[:1], [0], torch.cat([fp, gt[:1]]), [0, 0], [0.95, 0.5])
+    assert ranked.summary()["ap50"] == pytest.approx(0.5, abs=0.01)

@@ -4,6 +4,8 @@ Dense features follow the papers' official code:
 
 * ViT (Fusioner): last-layer patch tokens after ``ln_post``; ``projected=True`` also applies the CLIP
   projection ``proj`` to every token (1024 -> 768 for ViT-L/14), which puts them in the joint space.
+  An input other than the pretraining size gets the position embedding resized (bicubic) to its
+  patch grid (FC-CLIP's Table 9 runs CLIP ViTs at growing sizes).
 * ConvNeXt (FC-CLIP): the outputs of ``trunk.stages[0..3]`` (strides 4/8/16/32; 192/384/768/1536
   channels for ConvNeXt-L); ``projected=True`` adds a fifth map, ``trunk.norm_pre`` ->
   ``trunk.head.norm`` -> ``head`` MLP applied at every location, i.e. per-pixel CLIP embeddings
@@ -19,6 +21,36 @@ import torch
 import torch.nn.functional as F
 
 from .base import CLIP_MEAN, CLIP_STD, DenseFeatures, EncoderInfo, FrozenEncoder
+
+
+class _positions_for:
+    """Context: a ViT's position embedding resized (bicubic, like timm's ``resample_abs_pos_embed``) to
+    the patch grid of an input of ``size`` other than the pretraining size; restored afterwards."""
+
+    def __init__(self, visual, size):
+        self.visual = visual
+        gh, gw = size[0] // visual.patch_size[0], size[1] // visual.patch_size[1]
+        self.original = visual.positional_embedding
+        self.grid = (gh, gw)
+
+    def __enter__(self):
+        pos = self.original
+        n = int(round((pos.shape[0] - 1) ** 0.5))
+        if (n, n) != self.grid:
+            grid = pos[1:].reshape(1, n, n, -1).permute(0, 3, 1, 2).float()
+            grid = F.interpolate(grid, size=self.grid, mode="bicubic", align_corners=False)
+            new = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(-1, pos.shape[-1]).to(pos.dtype)])
+            self.visual.positional_embedding = torch.nn.Parameter(new, requires_grad=False)
+            if hasattr(self.visual, "grid_size"):
+                self._grid_size = self.visual.grid_size
+                self.visual.grid_size = self.grid
+        return self
+
+    def __exit__(self, *exc):
+        self.visual.positional_embedding = self.original
+        if hasattr(self, "_grid_size"):
+            self.visual.grid_size = self._grid_size
+        return False
 
 
 class OpenCLIPEncoder(FrozenEncoder):
@@ -68,7 +100,8 @@ class OpenCLIPEncoder(FrozenEncoder):
         x = images if preprocessed else self.preprocess(images, size)
         visual = self.model.visual
         if self.is_vit:
-            _, tokens = visual(x)  # tokens after ln_post, [B, N, width]
+            with _positions_for(visual, x.shape[-2:]):
+                _, tokens = visual(x)  # tokens after ln_post, [B, N, width]
             if projected and visual.proj is not None:
                 tokens = tokens @ visual.proj
             h = x.shape[-2] // visual.patch_size[0]

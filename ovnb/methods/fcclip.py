@@ -330,6 +330,16 @@ class FCCLIP(nn.Module):
         """res2..res5 of the frozen CLIP trunk and ``norm_pre(res5)`` (official ``extract_features_convnext``)."""
         return _trunk_features(self.clip.model.visual.trunk, x)
 
+    @torch.no_grad()
+    def dense(self, images: torch.Tensor, source: str = "frozen") -> torch.Tensor:
+        """``norm_pre(res5)`` of ``images`` from the frozen CLIP or (Table 6) the fine-tuned trunk copy."""
+        x, _ = self._pad(images)
+        if source == "finetuned":
+            if self.trunk is None:
+                raise ValueError("source='finetuned' needs a model built with finetune_backbone=True")
+            return _trunk_features(self.trunk, x)[1]
+        return self.backbone(x)[1]
+
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """The mask generator's input maps and the out-of-vocabulary dense map (FC-CLIP: both from the
         one frozen CLIP; Table 6's variants: the maps from the trainable copy)."""
@@ -366,12 +376,14 @@ class FCCLIP(nn.Module):
 
     # -- the out-of-vocabulary classifier and the ensemble -----------------------------------------
     @torch.no_grad()
-    def out_vocabulary_logits(self, dense: torch.Tensor, mask_logits: torch.Tensor, class_names) -> torch.Tensor:
-        """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head, cosine x CLIP's scale: ``[B, Q, K]``."""
+    def out_vocabulary_logits(self, dense: torch.Tensor, mask_logits: torch.Tensor, class_names,
+                              source: str | None = None) -> torch.Tensor:
+        """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head, cosine x CLIP's scale: ``[B, Q, K]``.
+        ``source`` (default the configuration's): the trunk whose head is applied, ``frozen`` or ``finetuned``."""
         pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
         b, q, c = pooled.shape
         visual = self.clip.model.visual
-        trunk = self.trunk if self.config.out_vocab_source == "finetuned" else visual.trunk
+        trunk = self.trunk if (source or self.config.out_vocab_source) == "finetuned" else visual.trunk
         emb = visual.head(trunk.head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
         text, counts = self.text(class_names)
         return max_over_synonyms(classification_logits(emb, text.to(emb), self.clip.model.logit_scale), counts)
@@ -502,7 +514,7 @@ def panoptic_inference(log_probs: torch.Tensor, mask_logits: torch.Tensor, thing
     info: list[dict] = []
     if masks.shape[0] == 0:
         return {"segments": segments, "info": info}
-    owner = (scores.view(-1, 1, 1) * masks).argmax(0)
+    owner = (scores.view(-1, 1, 1) * masks).max(0).indices  # argmax over queries (max(dim) is faster on CPU)
     stuff_ids: dict[int, int] = {}
     for q in range(masks.shape[0]):
         cls = int(labels[q])
