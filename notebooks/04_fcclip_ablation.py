@@ -212,4 +212,5 @@ display(paper_vs_ours(record, "fc_clip", "Table 4", PROFILE))
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -239,4 +239,5 @@ for table in ("Table 2", "Table 5"):
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

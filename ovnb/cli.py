@@ -130,47 +130,41 @@ def cmd_profiles(args) -> int:
     return 0
 
 
+def _benchmark_configs(args, known: dict) -> list[str]:
+    """The ``--configs`` asked for (default: all of ``known``); an unknown one ends the command naming the valid ones."""
+    configs = args.configs or list(known)
+    unknown = [c for c in configs if c not in known]
+    if unknown:
+        raise SystemExit(f"ovnb: unknown {args.what} config(s) {unknown}; valid: {list(known)}")
+    return configs
+
+
 def cmd_benchmark(args) -> int:
     from .reproduce import benchmark
 
     if args.what == "simbaseline":
         from .reproduce import benchmark_simbaseline as sbb
 
-        configs = args.configs or list(sbb.CONFIGS)
-        unknown = [c for c in configs if c not in sbb.CONFIGS]
-        if unknown:
-            raise SystemExit(f"ovnb: unknown simbaseline config(s) {unknown}; valid: {list(sbb.CONFIGS)}")
+        configs = _benchmark_configs(args, sbb.CONFIGS)
         regions = [sbb.measure_regions(c, proposals=args.proposals, steps=args.steps) for c in configs]
         print(sbb.report(regions, {}), flush=True)
         pipeline = {c: sbb.measure_pipeline(c) for c in configs} if not args.no_pipeline else {}
         print(sbb.report(regions, pipeline))
         return 0
-    if args.what == "pnp-ovss":
-        from .reproduce import benchmark_pnp_ovss as pb
+    if args.what in ("pnp-ovss", "fcclip"):
+        from .reproduce import benchmark_fcclip, benchmark_pnp_ovss
 
-        configs = args.configs or list(pb.CONFIGS)
-        unknown = [c for c in configs if c not in pb.CONFIGS]
-        if unknown:
-            raise SystemExit(f"ovnb: unknown pnp-ovss config(s) {unknown}; valid: {list(pb.CONFIGS)}")
+        module = benchmark_pnp_ovss if args.what == "pnp-ovss" else benchmark_fcclip
+        configs = _benchmark_configs(args, module.CONFIGS)
         timings = []
-        for name in configs:
-            timings.append(pb.measure(name, batch=args.batch, steps=args.steps))
-            print(pb.report(timings[-1:]).splitlines()[-1], flush=True)
-        print(pb.report(timings))
-        return 0 if all(t.identical for t in timings) else 1
-    if args.what == "fcclip":
-        from .reproduce import benchmark_fcclip as fb
-
-        configs = args.configs or list(fb.CONFIGS)
-        unknown = [c for c in configs if c not in fb.CONFIGS]
-        if unknown:
-            raise SystemExit(f"ovnb: unknown fcclip config(s) {unknown}; valid: {list(fb.CONFIGS)}")
-        timings = []
-        for name in configs:
-            timings.append(fb.measure(name, images=args.images, device=args.device))
-            print(fb.report(timings[-1:]).splitlines()[-1], flush=True)
-        print(fb.report(timings))
-        return 0
+        for name in configs:  # one line per configuration as soon as it is measured, then the table
+            if args.what == "pnp-ovss":
+                timings.append(module.measure(name, batch=args.batch, steps=args.steps))
+            else:
+                timings.append(module.measure(name, images=args.images, device=args.device))
+            print(module.report(timings[-1:]).splitlines()[-1], flush=True)
+        print(module.report(timings))
+        return 0 if all(getattr(t, "identical", True) for t in timings) else 1
     if args.what == "fusioner-cosine":
         configs = args.configs or list(benchmark.COSINE_SHAPES)
         unknown = [c for c in configs if c not in benchmark.COSINE_SHAPES]

@@ -155,3 +155,13 @@ def fetch_missing(downloads: Path, folders: list[tuple[tuple, str, Path]]) -> No
     for source, folder, dest in folders:
         if not Path(dest).is_dir():
             fetch_folder(source, downloads, folder, Path(dest))
+
+
+def fetch_pinned(base_url: str, names, dest_dir: Path) -> Path:
+    """Each file of ``names`` from ``base_url`` (a repository pinned to one commit) into ``dest_dir``,
+    unless it is there already; the caller checks the contents (those repositories publish no checksums)."""
+    for name in names:
+        dest = Path(dest_dir) / name
+        if not dest.is_file():
+            download(f"{base_url}/{name}", dest)
+    return Path(dest_dir)

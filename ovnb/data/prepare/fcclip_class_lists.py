@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .download import download
+from .download import fetch_pinned
 
 COMMIT = "2b0bbe213070d44da9182530fa2e826fef03f974"
 BASE_URL = f"https://raw.githubusercontent.com/bytedance/fc-clip/{COMMIT}/fcclip/data/datasets"
@@ -60,10 +60,7 @@ def check(root: Path) -> list[str]:
 
 def prepare(root: Path, sources: dict = SOURCES) -> Path:
     root = Path(root)
-    for stem in FILES:
-        dest = root / FOLDER / filename(stem)
-        if not dest.is_file():
-            download(f"{sources['fc-clip']}/{filename(stem)}", dest)
+    fetch_pinned(sources["fc-clip"], [filename(stem) for stem in FILES], root / FOLDER)
     problems = check(root)
     if problems:
         raise RuntimeError("FC-CLIP class lists do not match the official class counts:\n  " + "\n  ".join(problems))

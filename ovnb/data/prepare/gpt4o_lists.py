@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .download import download
+from .download import fetch_pinned
 
 COMMIT = "e43996255fac8526bb43a0375a734dbb638d1a61"
 BASE_URL = f"https://raw.githubusercontent.com/letitiabanana/PnP-OVSS/{COMMIT}/GPT4o_classification"
@@ -43,10 +43,7 @@ def check(root: Path) -> list[str]:
 
 def prepare(root: Path, sources: dict = SOURCES) -> Path:
     root = Path(root)
-    for key in FILES:
-        dest = root / FOLDER / filename(key)
-        if not dest.is_file():
-            download(f"{sources['pnp-ovss']}/{filename(key)}", dest)
+    fetch_pinned(sources["pnp-ovss"], [filename(key) for key in FILES], root / FOLDER)
     problems = check(root)
     if problems:
         raise RuntimeError("GPT-4o lists do not match the official entry counts:\n  " + "\n  ".join(problems))
