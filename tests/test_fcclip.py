@@ -317,3 +317,46 @@ def test_benchmark_times_every_stage_of_the_toy_model():
     t = fb.measure("toy", images=1)
     assert set(t.stages) == set(fb.STAGES) and all(v > 0 for v in t.stages.values())
     assert t.fps == pytest.approx(1 / sum(t.stages.values()))
+
+
+def _panoptic_reference(log_probs, mask_logits, thing, object_mask_threshold=0.0, overlap_threshold=0.8):
+    """Mask2Former's ``panoptic_inference`` written as the official per-query loop."""
+    k = log_probs.shape[-1] - 1
+    scores, labels = log_probs.softmax(-1).max(-1)
+    keep = labels.ne(k) & (scores > object_mask_threshold)
+    scores, labels, masks = scores[keep], labels[keep], mask_logits.sigmoid()[keep]
+    segments = torch.zeros(mask_logits.shape[-2:], dtype=torch.int32)
+    info, stuff = [], {}
+    if len(masks) == 0:
+        return segments, info
+    ids = (scores.view(-1, 1, 1) * masks).argmax(0)
+    for q in range(len(masks)):
+        cls = int(labels[q])
+        mask_area = int((ids == q).sum())
+        original_area = int((masks[q] >= 0.5).sum())
+        mask = (ids == q) & (masks[q] >= 0.5)
+        if mask_area > 0 and original_area > 0 and int(mask.sum()) > 0:
+            if mask_area / original_area < overlap_threshold:
+                continue
+            if not thing[cls] and cls in stuff:
+                segments[mask] = stuff[cls]
+                continue
+            info.append((len(info) + 1, cls))
+            if not thing[cls]:
+                stuff[cls] = len(info)
+            segments[mask] = len(info)
+    return segments, info
+
+
+def test_panoptic_inference_equals_the_official_per_query_loop_on_random_inputs():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        q, k = 12, 5
+        log_probs = torch.randn(q, k + 1, generator=g).mul(3).log_softmax(-1)
+        masks = torch.randn(q, 1, 4, 4, generator=g)
+        masks = torch.nn.functional.interpolate(masks, size=(24, 24), mode="bilinear").squeeze(1) * 4
+        thing = [True, False, True, False, False]
+        got = fc.panoptic_inference(log_probs, masks, thing, overlap_threshold=[0.8, 0.5, 0.0][trial % 3])
+        ref_segments, ref_info = _panoptic_reference(log_probs, masks, thing, overlap_threshold=[0.8, 0.5, 0.0][trial % 3])
+        assert torch.equal(got["segments"], ref_segments)
+        assert [(i["id"], i["category_id"]) for i in got["info"]] == ref_info
