@@ -87,13 +87,7 @@ def load_image(choice: str, upload=None) -> torch.Tensor:
         import skimage.data
 
         array = getattr(skimage.data, choice)()[..., :3]
-    image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-    if not runner.toy:
-        return runner.image({"image": image})
-    scale = runner.test_size / min(image.shape[-2:])
-    resized = torch.nn.functional.interpolate(image[None].float(), scale_factor=scale, mode="bilinear",
-                                              align_corners=False)
-    return resized[0].round().clamp(0, 255).byte()
+    return runner.resize(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1))
 
 
 def parse_vocabulary(text: str) -> list[str]:

@@ -40,7 +40,7 @@ instance inference (``instance_inference``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -239,9 +239,6 @@ class TextClassifier:
             self._cache[key] = (embeddings, [len(g) for g in key])
         return self._cache[key]
 
-    def clear(self) -> None:
-        self._cache.clear()
-
 
 # ---------------------------------------------------------------------------------------------
 # the mask generator: transformers' Mask2Former modules on the CLIP trunk
@@ -380,11 +377,9 @@ class FCCLIP(nn.Module):
                               source: str | None = None) -> torch.Tensor:
         """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head, cosine x CLIP's scale: ``[B, Q, K]``.
         ``source`` (default the configuration's): the trunk whose head is applied, ``frozen`` or ``finetuned``."""
-        pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
-        b, q, c = pooled.shape
         visual = self.clip.model.visual
         trunk = self.trunk if (source or self.config.out_vocab_source) == "finetuned" else visual.trunk
-        emb = visual.head(trunk.head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
+        emb = clip_mask_embeddings(visual, dense, mask_logits, trunk)
         text, counts = self.text(class_names)
         return max_over_synonyms(classification_logits(emb, text.to(emb), self.clip.model.logit_scale), counts)
 
@@ -458,9 +453,16 @@ class FCCLIP(nn.Module):
         """The weights FC-CLIP learns (everything but the frozen CLIP)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("clip.")}
 
-    def describe(self) -> dict:
-        return {"method": "fcclip", **{k: v for k, v in asdict(self.config).items() if k != "train_classes"},
-                "train_classes": len(self.config.train_classes)}
+
+def clip_mask_embeddings(visual: nn.Module, dense: torch.Tensor, mask_logits: torch.Tensor,
+                         trunk: nn.Module | None = None) -> torch.Tensor:
+    """Official ``visual_prediction_forward_convnext``: ``norm_pre(res5)`` features ``dense`` pooled in each
+    mask, then the CLIP's head (``trunk.head`` on a 1x1 map, then ``visual.head``): ``[B, Q, D]``.
+    ``trunk`` (default ``visual.trunk``) is whose ``head`` is applied (Table 6's fine-tuned copy)."""
+    pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
+    b, q, c = pooled.shape
+    head = (trunk or visual.trunk).head
+    return visual.head(head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
 
 
 def _trunk_features(trunk: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -205,8 +205,13 @@ class Runner:
         world = ToyWorld("train", TOY_TRAIN_IMAGES, seed=0)
         data = _VoidUnseen(world, self.split().unseen)
         t0 = time.perf_counter()
-        result = fc.train(model, data, self.split().seen, self.thing(), self.settings(), run_dir=run_dir,
-                          seed=e.seed, progress=self.progress, checkpoint_every=250)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the worker pool: the same weights whichever process trains it
+        try:
+            result = fc.train(model, data, self.split().seen, self.thing(), self.settings(), run_dir=run_dir,
+                              seed=e.seed, progress=self.progress, checkpoint_every=250)
+        finally:
+            torch.set_num_threads(threads)
         if result.steps_run:
             results.write_json_atomic(run_dir / "training.json", {"train_s": time.perf_counter() - t0,
                                                                   "steps": result.steps_run, "experiment": asdict(e),
@@ -262,15 +267,18 @@ class Runner:
         return list(range(n)) if not self.toy else list(range(len(dataset)))
 
     def image(self, sample) -> torch.Tensor:
-        """A test image at the protocol's size: toy as drawn; real data resized so the shortest edge is
-        ``test_edge`` and the longest at most 1333 (detectron2's ResizeShortestEdge, bilinear)."""
-        image = sample["image"]
-        if self.toy:
-            return image
-        h, w = image.shape[-2:]
-        scale = min(self.test_edge / min(h, w), 1333 * self.test_edge / 800 / max(h, w))
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        return F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0].clamp(0, 255).round().byte()
+        """A test image at the protocol's size: toy scenes as drawn (at ``test_size``), real data resized."""
+        return sample["image"] if self.toy else self.resize(sample["image"])
+
+    def resize(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[3, H, W]`` resized as the official test mapper does (detectron2's ResizeShortestEdge,
+        bilinear): shortest edge ``test_edge`` (800), longest at most 1333 (scaled with the edge); toy:
+        shortest edge ``test_size``."""
+        from .simbaseline import resize_shortest_edge
+
+        edge = self.test_size if self.toy else self.test_edge
+        resized = resize_shortest_edge(image[None], edge, round(1333 * edge / 800))[0]
+        return resized.float().round().clamp(0, 255).byte()
 
     # -- the forward pass, once per (model, test set) --------------------------------------------------
     def outputs(self, e: Experiment, name: str, sources=("frozen",)) -> Outputs:
@@ -323,8 +331,7 @@ class Runner:
         clip = self._encoders[clip_name]
         data = self.dataset(name)
         names = self.class_names(name)
-        text = torch.cat([clip.embed_text(fc.split_synonyms(n), templates=self.templates) for n in names])
-        counts = [len(fc.split_synonyms(n)) for n in names]
+        text, counts = fc.TextClassifier(clip, self.templates)(names)
         scale = clip.model.logit_scale
         logits = []
         indices = self.indices(data)[:limit]
@@ -339,9 +346,7 @@ class Runner:
                 else:  # FC-CLIP's path: pool norm_pre(res5), then the CLIP's head
                     visual = clip.model.visual
                     dense = visual.trunk.norm_pre(clip.dense(images, projected=False, size=size).last)
-                    p = fc.mask_pool(dense, masks)
-                    b, q, c = p.shape
-                    pooled = visual.head(visual.trunk.head(p.reshape(b * q, c, 1, 1))).view(b, q, -1)
+                    pooled = fc.clip_mask_embeddings(visual, dense, masks)
                 logits.extend(fc.max_over_synonyms(fc.classification_logits(pooled, text, scale), counts).cpu())
         n = len(logits)
         out = Outputs(base.in_logits[:n], {"clip": logits}, base.masks[:n], base.sizes[:n])
@@ -384,13 +389,14 @@ class Runner:
                                   align_corners=False)[0]
             sem = fc.semantic_inference(log_probs[None], masks[None])[0].max(0).indices
             cm.update(sem, sample["mask"])
-            if pq is not None:
-                p = fc.panoptic_inference(log_probs, masks, thing, 0.0, 0.8)
+            if pq is not None or ap is not None:
                 gs, gi = targets_from_instances(sample["mask"], sample["instances"], thing)
+            if pq is not None:
+                c = fc.FCCLIPConfig
+                p = fc.panoptic_inference(log_probs, masks, thing, c.object_mask_threshold, c.overlap_threshold)
                 pq.update(p["segments"], p["info"], gs, gi)
             if ap is not None:
-                inst = fc.instance_inference(log_probs, masks, thing, 100)
-                gs, gi = targets_from_instances(sample["mask"], sample["instances"], thing)
+                inst = fc.instance_inference(log_probs, masks, thing, fc.FCCLIPConfig.instance_topk)
                 things = [s for s in gi if thing[s["category_id"]]]
                 gt_masks = torch.stack([gs == s["id"] for s in things]) if things else torch.zeros(0, *gs.shape, dtype=torch.bool)
                 ap.update(gt_masks, [s["category_id"] for s in things], inst["masks"], inst["labels"], inst["scores"])
@@ -411,7 +417,7 @@ class _VoidUnseen(torch.utils.data.Dataset):
     classes outside COCO's 133 in COCO panoptic."""
 
     def __init__(self, world, unseen):
-        self.world, self.unseen = world, torch.tensor(sorted(unseen))
+        self.world, self.unseen = world, sorted(unseen)
         self.class_names = world.class_names
 
     def __len__(self) -> int:
@@ -419,8 +425,8 @@ class _VoidUnseen(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         s = self.world[index]
-        void = torch.isin(s["mask"], self.unseen)
-        return {**s, "mask": s["mask"].masked_fill(void, 255), "instances": s["instances"].masked_fill(void, 0)}
+        mask = semseg.training_mask(s["mask"], self.unseen)  # the book's unseen-pixel rule
+        return {**s, "mask": mask, "instances": s["instances"].masked_fill(mask == 255, 0)}
 
 
 def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data", progress: bool = False,
