@@ -63,7 +63,7 @@ from IPython.display import display
 from ovnb import env
 from ovnb.claims import judge_pairs
 from ovnb.reproduce.benchmark_fcclip import STAGES, stage_times
-from ovnb.reproduce.fcclip import Experiment, start_notebook
+from ovnb.reproduce.fcclip import PANOPTIC_COLUMNS, Experiment, start_notebook
 from ovnb.results import paper_vs_ours
 
 runner, record = start_notebook("04_fcclip_ablation", PROFILE, SEEDS, DATA_ROOT, progress=True,
@@ -71,7 +71,7 @@ runner, record = start_notebook("04_fcclip_ablation", PROFILE, SEEDS, DATA_ROOT,
 SEEDS = list(record.seeds) if runner.toy else [record.seeds[0]]
 env.report(PROFILE, SEEDS)
 WEIGHTS = runner.weights_source()
-if runner.toy:
+if runner.toy or runner.retrain_on("coco"):
     runner.train_all([Experiment(b, s) for s in SEEDS for b in ("frozen", "finetuned")])
 print(f"FC-CLIP ({WEIGHTS} weights), seeds {SEEDS}")
 
@@ -92,16 +92,18 @@ ROWS6 = {  # row -> (experiment backbone, ensemble, out-of-vocabulary source)
     "frozen / frozen / frozen": ("frozen", "geometric", "frozen"),
 }
 rows6 = []
-if runner.toy:
+if runner.toy or runner.retrain_on("coco"):  # real: both variants retrained on COCO, scored on ADE20K panoptic
+    TEST6 = "toy-shifted" if runner.toy else "ade20k-panoptic"
     for seed in SEEDS:
         for row, (backbone, kind, source) in ROWS6.items():
             sources = ("frozen", "finetuned") if backbone == "finetuned" else ("frozen",)
-            out = runner.outputs(Experiment(backbone, seed), "toy-shifted", sources)
-            r = runner.score(out, "toy-shifted", kind, source=source)
+            out = runner.outputs(Experiment(backbone, seed), TEST6, sources)
+            r = runner.score(out, TEST6, kind, source=source)
             rows6.append({"row": row, "seed": seed, **{k: 100 * v for k, v in r.items()}})
             for column, key in (("PQ", "pq"), ("PQ seen", "seen_pq"), ("PQ unseen", "unseen_pq")):
-                record.add(100 * r[key], paper="fc_clip", table="Table 6", row=row, column=column, weights=WEIGHTS,
-                           seed=seed, dataset="toy-shifted")
+                record.add(100 * r[key], paper="fc_clip", table="Table 6", row=row, column=column,
+                           weights="toy" if runner.toy else "retrained", seed=seed, dataset=TEST6,
+                           **runner.images_note(TEST6))
     table6 = pd.DataFrame(rows6)
     display(table6.groupby("row", sort=False)[["pq", "seen_pq", "unseen_pq", "miou_unseen"]].agg(["mean", "std"]).round(1))
     _ = judge_pairs(table6, "row", [("frozen / frozen / frozen", "trainable / trainable / frozen", "unseen_pq"),
@@ -111,12 +113,12 @@ if runner.toy:
     fig, ax = plt.subplots(figsize=(9, 3))
     long = table6.melt(id_vars=["row", "seed"], value_vars=["seen_pq", "unseen_pq"], var_name="classes", value_name="PQ")
     sns.barplot(data=long, y="row", x="PQ", hue="classes", errorbar="sd", ax=ax)
-    ax.set_xlabel("PQ (%), toy shifted world")
+    ax.set_xlabel(f"PQ (%), {TEST6}")
     ax.set_ylabel("")
     plt.show()
 else:
-    print("Table 6 retrains FC-CLIP on COCO panoptic for each variant and scores ADE20K panoptic; neither dataset "
-          "is prepared by `ovnb data prepare` yet.")
+    print("Table 6 retrains FC-CLIP on COCO panoptic for each variant (profile key fcclip.retrain: [coco], a GPU "
+          "and the paper schedule) and scores ADE20K panoptic.")
 display(paper_vs_ours(record, "fc_clip", "Table 6", PROFILE))
 
 # %% [markdown]
@@ -129,30 +131,36 @@ display(paper_vs_ours(record, "fc_clip", "Table 6", PROFILE))
 # first column is the CLIPs' pretraining size (224); the toy CLIPs were pretrained at 64.
 
 # %%
-SIZES = [64, 96, 128, 192, 256]
-CLIPS = {"ViT-L/14": "toy-clip-vit", "ConvNeXt-L": "toy-clip-convnext"}
-rows9 = []
 if runner.toy:
-    for seed in SEEDS:
-        e = Experiment("frozen", seed)
-        for column, name in (("COCO", "toy"), ("ADE20K", "toy-shifted")):
-            for row, clip in CLIPS.items():
-                for rank, size in enumerate(SIZES, start=1):
-                    out = runner.clip_classifier(e, name, clip, size, limit=100)
-                    r = runner.score(out, name, "out", source="clip")
-                    rows9.append({"clip": row, "test set": column, "size": size, "seed": seed, "pq": 100 * r["pq"]})
-                    record.add(100 * r["pq"], paper="fc_clip", table="Table 9", row=row, column=f"{column} res {rank}",
-                               weights=WEIGHTS, seed=seed, dataset=name, resolution=size, clip=clip)
-    table9 = pd.DataFrame(rows9)
-    display(table9.pivot_table(index=["test set", "clip"], columns="size", values="pq", aggfunc=["mean", "std"]).round(1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-    for ax, column in zip(axes, ("COCO", "ADE20K")):
-        sns.lineplot(data=table9[table9["test set"] == column], x="size", y="pq", hue="clip", marker="o",
-                     errorbar="sd", ax=ax)
-        ax.set_title(f"{column} analogue (toy)")
-        ax.set_xlabel("input size (px); pretraining size 64")
-        ax.set_ylabel("PQ (%)")
-    plt.show()
+    SIZES = [64, 96, 128, 192, 256]
+    CLIPS = {"ViT-L/14": "toy-clip-vit", "ConvNeXt-L": "toy-clip-convnext"}
+    SETS9 = (("COCO", "toy"), ("ADE20K", "toy-shifted"))
+else:  # the paper names the first size only (224): the others are its multiples (profile key fcclip.table9.sizes)
+    SIZES = runner.profile.get("fcclip.table9.sizes", [224, 448, 672, 896, 1120])
+    CLIPS = {"ViT-L/14": "clip-vit-l-14", "ConvNeXt-L": "clip-convnext-large-d-320"}
+    SETS9 = [(c, PANOPTIC_COLUMNS[c]) for c in runner.profile.get("fcclip.table9.columns", ["COCO", "ADE20K"])]
+rows9 = []
+for seed in SEEDS:
+    e = Experiment("frozen", seed)
+    for column, name in SETS9:
+        for row, clip in CLIPS.items():
+            for rank, size in enumerate(SIZES, start=1):
+                out = runner.clip_classifier(e, name, clip, size, limit=100)
+                r = runner.score(out, name, "out", source="clip")
+                rows9.append({"clip": row, "test set": column, "size": size, "seed": seed, "pq": 100 * r["pq"]})
+                record.add(100 * r["pq"], paper="fc_clip", table="Table 9", row=row, column=f"{column} res {rank}",
+                           weights=WEIGHTS, seed=seed, dataset=name, resolution=size, clip=clip)
+table9 = pd.DataFrame(rows9)
+display(table9.pivot_table(index=["test set", "clip"], columns="size", values="pq", aggfunc=["mean", "std"]).round(1))
+fig, axes = plt.subplots(1, len(SETS9), figsize=(5 * len(SETS9), 3.2), sharey=True, squeeze=False)
+for ax, (column, _) in zip(axes[0], SETS9):
+    sns.lineplot(data=table9[table9["test set"] == column], x="size", y="pq", hue="clip", marker="o",
+                 errorbar="sd", ax=ax)
+    ax.set_title(f"{column} analogue (toy)" if runner.toy else column)
+    ax.set_xlabel(f"input size (px); pretraining size {SIZES[0] if runner.toy else 224}")
+    ax.set_ylabel("PQ (%)")
+plt.show()
+if runner.toy:
     # the claim, as a paired difference per seed: gain from the pretraining size to the largest size,
     # ConvNeXt against ViT
     for column in ("COCO", "ADE20K"):
@@ -161,9 +169,6 @@ if runner.toy:
                 - part[part["size"] == SIZES[0]].set_index(["clip", "seed"])["pq"]).reset_index()
         _ = judge_pairs(gain, "clip", [("ConvNeXt-L", "ViT-L/14", "pq")], record, table="Table 9",
                         measure=f"PQ gain {SIZES[0]} -> {SIZES[-1]} px, {column} analogue")
-else:
-    print("Table 9 is panoptic quality on COCO and ADE20K panoptic with ODISE's proposals; the panoptic datasets "
-          "are not prepared by `ovnb data prepare` yet.")
 display(paper_vs_ours(record, "fc_clip", "Table 9", PROFILE))
 
 # %% [markdown]

@@ -29,18 +29,22 @@ class MaskAP:
         rle["counts"] = rle["counts"].decode("ascii")
         return rle
 
-    def update(self, gt_masks: torch.Tensor, gt_labels, pred_masks: torch.Tensor, pred_labels, scores) -> "MaskAP":
-        """One image: ``gt_masks [N, H, W]`` bool with ``gt_labels [N]``; ``pred_masks [M, H, W]`` with
-        ``pred_labels [M]`` and ``scores [M]``."""
+    def update(self, gt_masks: torch.Tensor, gt_labels, pred_masks: torch.Tensor, pred_labels, scores,
+               gt_crowd=None) -> "MaskAP":
+        """One image: ``gt_masks [N, H, W]`` bool with ``gt_labels [N]`` (``gt_crowd [N]``: crowd regions,
+        which COCOeval never counts as misses and whose detections it ignores); ``pred_masks [M, H, W]``
+        with ``pred_labels [M]`` and ``scores [M]``."""
         from pycocotools import mask as mask_utils
 
         image_id = len(self.images) + 1
         h, w = (gt_masks.shape[-2:] if gt_masks.numel() else pred_masks.shape[-2:])
         self.images.append({"id": image_id, "height": int(h), "width": int(w)})
-        for m, c in zip(gt_masks, torch.as_tensor(gt_labels).tolist()):
+        crowd = [False] * len(gt_masks) if gt_crowd is None else [bool(x) for x in gt_crowd]
+        for m, c, k in zip(gt_masks, torch.as_tensor(gt_labels).tolist(), crowd):
             rle = self._rle(m)
             self.gts.append({"id": len(self.gts) + 1, "image_id": image_id, "category_id": int(c), "segmentation": rle,
-                             "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)), "iscrowd": 0})
+                             "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)),
+                             "iscrowd": int(k)})
         for m, c, s in zip(pred_masks, torch.as_tensor(pred_labels).tolist(), torch.as_tensor(scores).tolist()):
             if not bool(m.any()):
                 continue
@@ -58,7 +62,7 @@ class MaskAP:
         ids = self.class_ids if class_ids is None else [int(c) for c in class_ids]
         gts = [g for g in self.gts if g["category_id"] in ids]
         dets = [d for d in self.dets if d["category_id"] in ids]
-        if not gts:
+        if not any(not g["iscrowd"] for g in gts):
             return {"ap": float("nan"), "ap50": float("nan"), "ap75": float("nan")}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
             coco = COCO()

@@ -12,8 +12,10 @@ class, e.g. 255). Per image (``panopticapi/evaluation.py pq_compute_single_core`
   ``RQ = TP / (TP + FP/2 + FN/2)``; the dataset PQ averages the classes with ``TP + FP + FN > 0``,
   also per ``things`` / ``stuff``.
 
-Crowd regions (COCO ``iscrowd``) are treated as void here: the toy world has none, and FC-CLIP's
-open-vocabulary evaluations (ADE20K, Cityscapes, Mapillary) have none either.
+Crowd regions (a ground-truth segment with ``"iscrowd": 1``: COCO's crowds, Cityscapes' groups of
+things without instance ids) are never matched; an unmatched predicted segment of that class is not
+a false positive when more than half of it lies on void **or that class's crowd region** (the COCO
+panoptic API keeps one crowd region per class and image, the last listed; so does this).
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class PanopticQuality:
         self.iou = torch.zeros(self.num_classes, dtype=torch.float64)
 
     def update(self, pred: torch.Tensor, pred_info: list[dict], gt: torch.Tensor, gt_info: list[dict]) -> "PanopticQuality":
-        """One image: segment-id maps ``[H, W]`` (0 = none / void) with their segment lists."""
+        """One image: segment-id maps ``[H, W]`` (0 = none / void) with their segment lists (ground
+        truth: ``iscrowd`` optional)."""
         if pred.shape != gt.shape:
             raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in size")
         gt_cat = {int(s["id"]): int(s["category_id"]) for s in gt_info}
@@ -107,8 +110,9 @@ class PanopticQuality:
             gt_area[gi] = gt_area.get(gi, 0) + n
             pred_area[pi] = pred_area.get(pi, 0) + n
         matched_gt, matched_pred = set(), set()
+        crowd = {int(s["id"]) for s in gt_info if s.get("iscrowd", 0)}
         for (gi, pi), n in inter.items():
-            if gi == 0 or pi == 0 or gt_cat[gi] != pred_cat[pi]:
+            if gi == 0 or pi == 0 or gi in crowd or gt_cat[gi] != pred_cat[pi]:
                 continue
             union = pred_area[pi] + gt_area[gi] - n - inter.get((0, pi), 0)
             iou = n / union
@@ -118,14 +122,18 @@ class PanopticQuality:
                 self.iou[cat] += iou
                 matched_gt.add(gi)
                 matched_pred.add(pi)
+        crowd_of: dict[int, int] = {}  # class -> its crowd segment
         for gi, cat in gt_cat.items():
-            if gi not in matched_gt and gt_area.get(gi, 0) > 0:
+            if gi in crowd:
+                crowd_of[cat] = gi
+            elif gi not in matched_gt:  # listed without pixels too, as the COCO panoptic API counts it
                 self.fn[cat] += 1
         for pi, cat in pred_cat.items():
             if pi in matched_pred or pred_area.get(pi, 0) == 0:
                 continue
-            if inter.get((0, pi), 0) / pred_area[pi] > 0.5:
-                continue  # mostly on void: not counted
+            ignored = inter.get((0, pi), 0) + (inter.get((crowd_of[cat], pi), 0) if cat in crowd_of else 0)
+            if ignored / pred_area[pi] > 0.5:
+                continue  # mostly on void or its class's crowd region: not counted
             self.fp[cat] += 1
         return self
 

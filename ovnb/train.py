@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass
@@ -155,13 +156,16 @@ def _save_atomic(payload: dict, path: Path) -> None:
 
 def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: TrainConfig,
         run_dir: str | Path | None = None, param_groups: list[dict] | None = None,
-        progress: bool = True, stop_after: int | None = None, description: str = "train") -> TrainResult:
+        progress: bool = True, stop_after: int | None = None, description: str = "train",
+        keep_every: int | None = None) -> TrainResult:
     """Train ``module``'s trainable parameters for ``config.iterations`` optimizer steps.
 
     ``loss_fn(step, micro)`` returns the loss of micro-batch ``micro`` of optimizer step ``step``.
     ``param_groups``: dicts with ``params`` and optionally ``lr`` (peak), ``decay`` (bool),
     ``schedule`` (``"constant"`` keeps the peak; otherwise ``config.schedule``). ``stop_after`` ends this call after that
-    many total steps (an interruption, for tests and time-boxed runs); a later call resumes.
+    many total steps (an interruption, for tests and time-boxed runs); a later call resumes. ``keep_every``:
+    also keep the weights of every that many steps as ``snapshots/step-<n>.pt`` (for a checkpoint-selection
+    policy, ``snapshots``).
     """
     from tqdm.auto import tqdm
 
@@ -243,12 +247,20 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
         if progress and (step + 1) % 10 == 0:
             bar.set_postfix(loss=f"{total:.4f}")
         done = step + 1
+        if keep_every and run_dir is not None and (done % keep_every == 0 or done == config.iterations):
+            _save_atomic({"step": done, "module": module.state_dict()}, run_dir / SNAPSHOTS / f"step-{done:07d}.pt")
         if done % config.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
     module.eval()
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def snapshots(run_dir: str | Path) -> dict[int, Path]:
+    """The weights ``fit(keep_every=...)`` kept, by step (the last one is the final weights)."""
+    folder = Path(run_dir) / SNAPSHOTS
+    return {int(p.stem.split("-")[1]): p for p in sorted(folder.glob("step-*.pt"))} if folder.is_dir() else {}
 
 
 def is_finished(run_dir: str | Path, iterations: int) -> bool:

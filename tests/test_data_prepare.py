@@ -204,7 +204,8 @@ def test_the_thin_scripts_call_the_package():
     import subprocess
 
     for name in ("voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes",
-                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists"):
+                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists", "coco_panoptic2017",
+                 "ade20k_panoptic", "mapillary_vistas"):
         proc = subprocess.run([sys.executable, str(ROOT / "data_scripts" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "--root" in proc.stdout
@@ -220,7 +221,8 @@ def test_the_wheel_ships_the_preparation(tmp_path):
     (wheel,) = tmp_path.glob("ovnb-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("__init__", "download", "voc2012", "coco2014", "fss1000", "fewshot_splits", "coco_stuff164k", "ade20k", "cityscapes",
-                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists"):
+                 "pascal_context", "ade20k_full", "gpt4o_lists", "coco_instances2017", "fcclip_class_lists", "coco_panoptic2017",
+                 "ade20k_panoptic", "mapillary_vistas"):
         assert f"ovnb/data/prepare/{module}.py" in names
 
 
@@ -315,6 +317,10 @@ def test_prepare_cityscapes_from_archives_the_user_downloaded(tmp_path):
     ours, made = semseg.cityscapes(data), semseg.cityscapes(src)
     assert ours.keys == made.keys and len(ours) == 6
     assert all(bool((ours[i]["mask"] == made[i]["mask"]).all()) for i in range(len(ours)))
+    from ovnb.data import panoptic
+
+    ours, made = panoptic.cityscapes_panoptic(data), panoptic.cityscapes_panoptic(src)  # from the same archive
+    assert ours.keys == made.keys and all(ours[i]["segments_info"] == made[i]["segments_info"] for i in range(6))
 
 
 def test_prepare_pascal_context_from_archives_of_the_fixture_layout(server, tmp_path):

@@ -360,3 +360,62 @@ def test_panoptic_inference_equals_the_official_per_query_loop_on_random_inputs(
         ref_segments, ref_info = _panoptic_reference(log_probs, masks, thing, overlap_threshold=[0.8, 0.5, 0.0][trial % 3])
         assert torch.equal(got["segments"], ref_segments)
         assert [(i["id"], i["category_id"]) for i in got["info"]] == ref_info
+
+
+def test_checkpoint_policies_pick_the_last_or_the_best_kept_weights(monkeypatch):
+    """``best-ade-pq`` keeps the step with the highest selection-set PQ (a tie: the later step); ``last``
+    the final step; an unknown policy is refused by name."""
+    from ovnb import profiles
+    from ovnb.reproduce.fcclip import Experiment, Runner
+
+    runner = Runner(profiles.load("smoke"))
+    monkeypatch.setattr(runner, "snapshot_scores", lambda e: {125: 0.2, 250: 0.5, 375: 0.5, 500: 0.1})
+    monkeypatch.setattr(runner, "snapshots", lambda e: {125: None, 250: None, 375: None, 500: None})
+    assert runner.select(Experiment("frozen", 0, checkpoint="best-ade-pq")) == 375
+    assert runner.select(Experiment("frozen", 0)) == 500
+    assert Experiment("frozen", 0, checkpoint="best-ade-pq").run == Experiment("frozen", 0)
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        Experiment("frozen", 0, checkpoint="best")
+
+
+def test_a_runner_builds_the_same_initial_weights_in_a_fresh_and_in_a_used_process():
+    """The first build also builds the frozen CLIP; a later one reuses it. Both start from the same weights
+    (a worker that trains a second seed must not train another model than a fresh worker would)."""
+    from ovnb import profiles
+    from ovnb.methods.fcclip import _Trainable
+    from ovnb.reproduce.fcclip import Experiment, Runner
+
+    runner = Runner(profiles.load("smoke"))
+    first = _Trainable(runner.build(Experiment("frozen", 2))).state_dict()
+    second = _Trainable(runner.build(Experiment("frozen", 2))).state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_text_classifiers_kept_on_disk_are_reused_by_another_instance(tmp_path):
+    """With a store, a vocabulary's texts are computed once: a second classifier (another process) loads
+    them; other templates, another vocabulary or other CLIP weights miss."""
+    from torch import nn
+
+    from ovnb.methods.fcclip import TextClassifier
+
+    class FakeClip:
+        device = torch.device("cpu")
+
+        def __init__(self, seed):
+            torch.manual_seed(seed)
+            self.model, self.calls = nn.Linear(2, 2), 0
+
+        def embed_text(self, sentences, templates):
+            self.calls += 1
+            return torch.randn(len(sentences), 4)
+
+    clip = FakeClip(0)
+    first, counts = TextClassifier(clip, "photo", store=tmp_path)(["cat, kitty", "dog"])
+    again, _ = TextClassifier(clip, "photo", store=tmp_path)(["cat, kitty", "dog"])
+    assert clip.calls == 1 and torch.equal(first, again) and counts == [2, 1]
+    TextClassifier(clip, "vild", store=tmp_path)(["cat, kitty", "dog"])
+    TextClassifier(clip, "photo", store=tmp_path)(["cat", "dog"])
+    assert clip.calls == 3
+    other = FakeClip(1)
+    TextClassifier(other, "photo", store=tmp_path)(["cat, kitty", "dog"])
+    assert other.calls == 1

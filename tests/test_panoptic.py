@@ -71,6 +71,26 @@ def test_pq_hand_case_void_and_matching():
     assert pq.summary()["pq"] == pytest.approx(0.75)
 
 
+def test_pq_crowd_regions_are_never_matched_and_excuse_their_own_class_only():
+    """GT: a crowd region of class 0 (rows 0-1) and one instance of class 0 (row 2). Prediction: a class-0
+    segment on 6 px of the crowd (IoU 0.75 with it, but crowds are never matched; more than half of it on
+    its class's crowd: no false positive), a class-1 segment on the crowd's other 2 px (another class's
+    crowd excuses nothing: a false positive) and the instance exactly."""
+    gt = torch.zeros(4, 4, dtype=torch.long)
+    gt[:2] = 1  # crowd
+    gt[2] = 2  # instance
+    pred = torch.zeros(4, 4, dtype=torch.long)
+    pred[0] = 1
+    pred[1, :2] = 1
+    pred[1, 2:] = 2
+    pred[2] = 3
+    gt_info = [{"id": 1, "category_id": 0, "iscrowd": 1}, {"id": 2, "category_id": 0, "iscrowd": 0}]
+    pred_info = [{"id": 1, "category_id": 0}, {"id": 2, "category_id": 1}, {"id": 3, "category_id": 0}]
+    pq = PanopticQuality(2, [True, True]).update(pred, pred_info, gt, gt_info)
+    assert pq.tp.tolist() == [1, 0] and pq.fp.tolist() == [0, 1] and pq.fn.tolist() == [0, 0]
+    assert float(pq.iou[0]) == pytest.approx(1.0)
+
+
 def test_training_targets_keep_instances_apart_and_drop_unseen():
     mask = torch.tensor([[0, 0, 3, 3], [0, 0, 3, 3], [1, 1, 0, 0], [255, 1, 0, 0]])
     inst = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [3, 3, 2, 2], [0, 3, 2, 2]])
@@ -111,3 +131,18 @@ def test_mask_ap_perfect_wrong_class_and_ranking():
     fp[0, :8, 8:] = True
     ranked = MaskAP([0]).update(gt[:1], [0], torch.cat([fp, gt[:1]]), [0, 0], [0.95, 0.5])
     assert ranked.summary()["ap50"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_mask_ap_ignores_detections_on_crowd_regions():
+    """A higher-scored detection on a crowd region: a false positive when the crowd is not given (AP < 1),
+    ignored when it is flagged (AP 1, COCOeval's rule)."""
+    from ovnb.instance_ap import MaskAP
+
+    gt = torch.zeros(2, 8, 8, dtype=torch.bool)
+    gt[0, :4, :4] = True  # an instance
+    gt[1, 4:, 4:] = True  # a crowd region of the same class
+    pred = gt.clone()
+    scores = [0.5, 0.9]
+    plain = MaskAP([0]).update(gt[:1], [0], pred, [0, 0], scores).summary()["ap"]
+    crowd = MaskAP([0]).update(gt, [0, 0], pred, [0, 0], scores, gt_crowd=[False, True]).summary()["ap"]
+    assert crowd == pytest.approx(1.0) and plain < 0.9

@@ -135,3 +135,23 @@ def test_the_poly_schedule_is_detectron2s_warmup_poly_lr(tmp_path):
         train.TrainConfig(iterations=4, schedule="linear")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         train.TrainConfig(iterations=4, optimizer="lamb")
+
+
+def test_kept_weights_are_the_weights_of_the_run_at_that_step(tmp_path):
+    """``keep_every``: the snapshot of step k equals the weights of the same run stopped at step k; the
+    last snapshot is the final weights."""
+    config = train.TrainConfig(iterations=6, lr=3e-3, checkpoint_every=100)
+    torch.manual_seed(1)
+    kept = _head()
+    train.fit(kept, _loss_fn(kept), config, tmp_path / "kept", progress=False, keep_every=4)
+    snaps = train.snapshots(tmp_path / "kept")
+    assert sorted(snaps) == [4, 6]
+    torch.manual_seed(1)
+    stopped = _head()
+    train.fit(stopped, _loss_fn(stopped), config, tmp_path / "stopped", progress=False, stop_after=4)
+    at4 = torch.load(snaps[4], weights_only=False)["module"]
+    for k, v in _weights(stopped).items():
+        assert torch.equal(at4[k], v), k
+    final = torch.load(snaps[6], weights_only=False)["module"]
+    for k, v in _weights(kept).items():
+        assert torch.equal(final[k], v), k

@@ -18,6 +18,9 @@ function writes under the ``root`` it is given (a ``DATA_ROOT``) and returns wha
 * ``ade20k_full(root)``: ``ADE20K_2021_17_01/{images,annotations}_detectron2/validation/*`` (converted).
 * ``coco_instances(root)``: ``coco/annotations/instances_val2017.json`` for the ``coco_stuff`` val images:
   one box-shaped instance per thing class of each image (written after ``coco_stuff``).
+* ``coco_panoptic(root)``, ``ade20k_panoptic(root)``, ``mapillary_vistas(root)``: the panoptic datasets in
+  the COCO panoptic format (things as two instances, some crowds); ``cityscapes`` writes the
+  ``*_gtFine_instanceIds.png`` its panoptic segments are read from.
 
 Masks hold one rectangle per class on background 0, with a void (255) border row as SBD has. Image
 sizes cycle through ``SIZES`` (the ``i``-th image of a family has ``SIZES[i % 3]``).
@@ -184,8 +187,27 @@ def cityscapes(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
             mask[mask == 255] = 0  # the unlabeled id
             _save(base / "leftImg8bit" / image_set / city / f"{name}_leftImg8bit.png", image)
             _save(base / "gtFine" / image_set / city / f"{name}_gtFine_labelIds.png", mask)
+            _save(base / "gtFine" / image_set / city / f"{name}_gtFine_instanceIds.png", _cityscapes_instances(mask, i))
             scenes[f"{image_set}/{city}/{name}"] = labels
     return scenes
+
+
+def _cityscapes_instances(labels: np.ndarray, index: int) -> np.ndarray:
+    """``*_gtFine_instanceIds.png`` for a label-id mask: each thing rectangle (label id >= 24) split into two
+    instances (``label * 1000 + k``) down its middle row, except in every third image, where the lower half
+    is a group without instance ids (the label id itself: a crowd); other pixels keep their label id."""
+    out = labels.astype(np.uint16)
+    for label in np.unique(labels).tolist():
+        if label < 24:
+            continue
+        ys, _ = np.nonzero(labels == label)
+        middle = (ys.min() + ys.max() + 1) // 2
+        region = labels == label
+        top = region.copy()
+        top[middle:] = False
+        out[top] = label * 1000
+        out[region & ~top] = label if index % 3 == 0 else label * 1000 + 1
+    return out
 
 
 def pascal_context(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
@@ -306,9 +328,148 @@ def fcclip_class_lists(root: str | Path) -> dict[str, int]:
     return counts
 
 
+def _panoptic_scene(rng: np.random.Generator, cats: list[tuple[int, bool]], size, crowd: bool = False):
+    """An RGB image, a segment-id map and its COCO-format segments: one rectangle per category
+    ``(dataset id, is thing)``; a thing's rectangle is two instances (top and bottom half; with ``crowd``
+    the first thing's bottom half is a crowd region); the top row and the gaps are void (0)."""
+    image, mask = _scene(rng, list(range(1, len(cats) + 1)), size)
+    segments = np.zeros(mask.shape, np.int64)
+    info = []
+    first_thing = True
+    for k, (cat, thing) in enumerate(cats):
+        region = mask == k + 1
+        parts = [region]
+        if thing:
+            ys, _ = np.nonzero(region)
+            middle = (ys.min() + ys.max() + 1) // 2
+            top = region.copy()
+            top[middle:] = False
+            parts = [top, region & ~top]
+        for j, part in enumerate(parts):
+            sid = 1000 * (k + 1) + j + 1  # ids as large as real ones use the G channel too
+            segments[part] = sid
+            is_crowd = int(crowd and thing and first_thing and j == 1)
+            info.append({"id": sid, "category_id": int(cat), "iscrowd": is_crowd, "area": int(part.sum())})
+        first_thing = first_thing and not thing
+    return image, segments, info
+
+
+def _write_coco_format(images_dir: Path, panoptic_dir: Path, json_path: Path, categories: list[dict],
+                       groups: list[list[tuple[int, bool]]], names: list[str], rng, image_suffix: str = ".jpg",
+                       crowd_every: int = 3, sizes=SIZES) -> dict[str, list[int]]:
+    import json
+
+    from .panoptic import id_to_rgb
+
+    images, annotations, scenes = [], [], {}
+    for i, (cats, name) in enumerate(zip(groups, names)):
+        image, segments, info = _panoptic_scene(rng, cats, sizes[i % len(sizes)], crowd=i % crowd_every == 0)
+        _save(images_dir / f"{name}{image_suffix}", image)
+        _save(panoptic_dir / f"{name}.png", id_to_rgb(segments))
+        h, w = segments.shape
+        images.append({"id": name, "file_name": f"{name}{image_suffix}", "height": h, "width": w})
+        annotations.append({"image_id": name, "file_name": f"{name}.png", "segments_info": info})
+        scenes[name] = [c for c, _ in cats]
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return scenes
+
+
+def coco_panoptic(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """COCO panoptic 2017 as ``ovnb data prepare coco-panoptic-2017`` lays it out: 133 categories (COCO's 80
+    things with their ids, then 53 stand-in stuff categories ``stuff i`` with COCO-Stuff's first stuff ids, as
+    the ``fcclip-class-lists`` fixture names them), images named apart from the ``coco_stuff`` fixture's.
+    val2017 holds every category, four per image; things are two instances each; every third image has a
+    crowd. Returns ``<image set>/<name>`` -> category ids."""
+    from .semseg import COCO_THING_LIMIT, _classes
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    stored = _classes()["coco_stuff_171"]
+    things = [(v + 1, n) for v, n in stored if v < COCO_THING_LIMIT]
+    stuff = [(v + 1, f"stuff {k}") for k, (v, _) in enumerate([x for x in stored if x[0] >= COCO_THING_LIMIT][:53])]
+    categories = [{"id": c, "name": n, "isthing": 1} for c, n in things] + \
+                 [{"id": c, "name": n, "isthing": 0} for c, n in stuff]
+    cats = [(c["id"], bool(c["isthing"])) for c in categories]
+    scenes = {}
+    for image_set, groups in (("val2017", [cats[k:k + 4] for k in range(0, 133, 4)]),
+                              ("train2017", [cats[k:k + 4] for k in range(0, 133, 12)])):
+        names = [f"{100000 + i:012d}" for i in range(len(groups))]
+        made = _write_coco_format(root / "coco" / image_set, root / "coco" / f"panoptic_{image_set}",
+                                  root / "coco" / "annotations" / f"panoptic_{image_set}.json", categories, groups,
+                                  names, rng)
+        scenes.update({f"{image_set}/{k}": v for k, v in made.items()})
+    return scenes
+
+
+def ade20k_panoptic(root: str | Path) -> dict[str, int]:
+    """ADE20K panoptic as ``ovnb data prepare ade20k-panoptic`` produces it: the ``ade20k`` fixture (made
+    first if missing) gains the instance annotations (each thing rectangle two instances, R = its instance
+    category, G = instance id; in every other image the second instance also covers the first stuff
+    rectangle's right column, as ADE20K's two annotations overlap), then the preparation's own conversion
+    runs. Returns image set -> number of images."""
+    from PIL import Image
+
+    from .panoptic import _classes as pan_classes
+    from .prepare.ade20k_panoptic import SETS, convert
+
+    root = Path(root)
+    base = root / "ADEChallengeData2016"
+    if not (base / "annotations" / "validation").is_dir():
+        ade20k(root)
+    to_instance = {s: i + 1 for i, s in enumerate(pan_classes()["ade20k_instance_to_semantic"])}
+    counts = {}
+    for image_set in SETS:
+        paths = sorted((base / "annotations" / image_set).glob("*.png"))
+        for n, path in enumerate(paths):
+            semantic = np.asarray(Image.open(path))
+            inst = np.zeros((*semantic.shape, 3), np.uint8)
+            next_id = 1
+            for c in np.unique(semantic).tolist():
+                if c not in to_instance:
+                    continue
+                region = semantic == c
+                ys, xs = np.nonzero(region)
+                middle = (ys.min() + ys.max() + 1) // 2
+                for part in (region & (np.arange(semantic.shape[0])[:, None] < middle),
+                             region & (np.arange(semantic.shape[0])[:, None] >= middle)):
+                    inst[part, 0], inst[part, 1] = to_instance[c], next_id
+                    next_id += 1
+            stuff = [c for c in np.unique(semantic).tolist() if c and c not in to_instance]
+            if n % 2 and stuff and next_id > 1:
+                column = np.nonzero((semantic == stuff[0]).any(0))[0].max()
+                rows = semantic[:, column] == stuff[0]
+                inst[rows, column, 0], inst[rows, column, 1] = inst[inst[..., 1] == next_id - 1][0, 0], next_id - 1
+            _save(base / "annotations_instance" / image_set / path.name, inst)
+        (base / f"ade20k_panoptic_{SETS[image_set]}.json").unlink(missing_ok=True)  # converted again, not kept
+        convert(base, image_set, progress=False)
+        counts[image_set] = len(paths)
+    return counts
+
+
+def mapillary_vistas(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
+    """Mapillary Vistas v1.2 as its archive ships it: ``mapillary_vistas/validation/{images,panoptic}`` with
+    ``panoptic/panoptic_2018.json``; 65 categories (ids 1..65, ``class i`` as the ``fcclip-class-lists``
+    fixture names them; the first 20 are things, as Mapillary's things are a minority), five per image.
+    Returns ``validation/<name>`` -> category ids."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    categories = [{"id": i + 1, "name": f"class {i}", "isthing": int(i < 20)} for i in range(65)]
+    cats = [(c["id"], bool(c["isthing"])) for c in categories]
+    groups = [cats[k:k + 5] for k in range(0, 65, 5)]
+    names = [f"fixture{i:05d}" for i in range(len(groups))]
+    base = root / "mapillary_vistas" / "validation"
+    made = _write_coco_format(base / "images", base / "panoptic", base / "panoptic" / "panoptic_2018.json",
+                              categories, groups, names, rng, sizes=((24, 48), (32, 40)))  # five classes abreast
+    return {f"validation/{k}": v for k, v in made.items()}
+
+
 FAMILIES = {"voc2012": voc, "coco2014": coco, "fss1000": fss, "coco-stuff-164k": coco_stuff, "ade20k-150": ade20k,
             "cityscapes-19": cityscapes, "pascal-context": pascal_context, "ade20k-847": ade20k_full,
-            "coco-instances-2017": coco_instances, "fcclip-class-lists": fcclip_class_lists}
+            "coco-instances-2017": coco_instances, "fcclip-class-lists": fcclip_class_lists,
+            "coco-panoptic-2017": coco_panoptic, "ade20k-panoptic": ade20k_panoptic, "mapillary-vistas": mapillary_vistas}
+#: bumped when a family's files change, so that fixture roots made by an older ``ovnb`` are made again
+VERSION = 2
 
 
 def make(root: str | Path, families=tuple(FAMILIES)) -> Path:
@@ -329,9 +490,11 @@ def data_root(profile, requested: str | Path = "data") -> Path:
         return Path(requested)
     root = results.build_dir() / "fixtures"
     done = root / ".complete"  # the families made so far, one per line (a newer ovnb may add families)
-    made = set(done.read_text().split()[1:]) if done.is_file() else set()
+    header = f"ovnb.data.fixtures-{VERSION}"
+    lines = done.read_text().split() if done.is_file() else []
+    made = set(lines[1:]) if lines[:1] == [header] else set()
     missing = [name for name in FAMILIES if name not in made]
     if missing:
         make(root, missing)
-        done.write_text("\n".join(["ovnb.data.fixtures", *FAMILIES]) + "\n")
+        done.write_text("\n".join([header, *FAMILIES]) + "\n")
     return root

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -224,20 +225,52 @@ def seen_mask(class_names, train_classes) -> torch.Tensor:
 class TextClassifier:
     """The text classifier of a vocabulary: ``[T, D]`` normalised synonym embeddings + synonym counts.
 
-    Computed once per (vocabulary, template set) and cached - the "vocabulary API" of the chapter.
+    Computed once per (vocabulary, template set) and cached - the "vocabulary API" of the chapter. Each
+    model keeps its own cache: a model trained in one process computes its texts there, so its weights
+    do not depend on what an earlier model computed (CPU results differ in the last bits with the number
+    of threads).
+
+    ``store``: a folder that also keeps them on disk, keyed by the CLIP's weights, the templates and the
+    vocabulary (the real text tower costs ~65 ms a sentence on a CPU: 847 classes x 14 templates take
+    minutes), so other processes and later sessions reuse them.
     """
 
-    def __init__(self, clip, templates: str = "vild"):
+    def __init__(self, clip, templates: str = "vild", store=None):
         self.clip, self.templates = clip, templates
+        self.store = None if store is None else Path(store)
         self._cache: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
 
     def __call__(self, class_names) -> tuple[torch.Tensor, list[int]]:
-        key = tuple(tuple(split_synonyms(n)) for n in class_names)
+        key = (self.templates, *(tuple(split_synonyms(n)) for n in class_names))
         if key not in self._cache:
-            synonyms = [s for group in key for s in group]
-            embeddings = self.clip.embed_text(synonyms, templates=self.templates)
-            self._cache[key] = (embeddings, [len(g) for g in key])
+            path = self._path(key)
+            if path is not None and path.is_file():
+                embeddings = torch.load(path, map_location=self.clip.device, weights_only=True)
+            else:
+                synonyms = [s for group in key[1:] for s in group]
+                embeddings = self.clip.embed_text(synonyms, templates=self.templates)
+                if path is not None:  # atomically: processes side by side never read half a file
+                    import os
+
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    torch.save(embeddings.cpu(), tmp)
+                    os.replace(tmp, path)
+            self._cache[key] = (embeddings, [len(g) for g in key[1:]])
         return self._cache[key]
+
+    def _path(self, key: tuple):
+        if self.store is None:
+            return None
+        import hashlib
+        import json
+
+        from ..cache import weights_fingerprint
+
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = weights_fingerprint(self.clip.model)
+        digest = hashlib.sha1(json.dumps([self._fingerprint, key]).encode()).hexdigest()[:20]
+        return self.store / f"text-{digest}.pt"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +314,7 @@ class FCCLIPOutput:
 class FCCLIP(nn.Module):
     """FC-CLIP (see the module docstring). ``segment(images, class_names)`` is the book's contract."""
 
-    def __init__(self, config: FCCLIPConfig, clip=None, pretrained_clip: bool = True):
+    def __init__(self, config: FCCLIPConfig, clip=None, pretrained_clip: bool = True, text: "TextClassifier | None" = None):
         super().__init__()
         self.config = config
         self.clip = clip if clip is not None else encoders.build(config.clip, pretrained=pretrained_clip)
@@ -303,7 +336,8 @@ class FCCLIP(nn.Module):
         self.class_embed = Mask2FormerMLPPredictionHead(d, d, width, num_layers=3)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.void_embedding = nn.Embedding(1, width)
-        self.text = TextClassifier(self.clip, config.templates)
+        # the text classifier; one may be shared by models on the same frozen CLIP (``text``)
+        self.text = text if text is not None else TextClassifier(self.clip, config.templates)
         self._loss = None
 
     # -- backbone ---------------------------------------------------------------------------------
@@ -664,10 +698,11 @@ def panoptic_batch(samples: list[dict], thing: list[bool], class_map: torch.Tens
 
 def train(model: FCCLIP, dataset, class_ids, thing: list[bool], settings: TrainSettings, run_dir=None,
           seed: int = 0, progress: bool = True, stop_after: int | None = None, checkpoint_every: int = 1000,
-          amp: bool = True):
+          amp: bool = True, keep_every: int | None = None):
     """Train everything but the frozen CLIP on ``dataset`` (samples with ``image``, ``mask``,
     ``instances``) with the vocabulary ``class_ids`` (the training classes, e.g. COCO's 133); batch
-    ``t`` is a pure function of ``(seed, t)``, so a resumed run ends with the same weights."""
+    ``t`` is a pure function of ``(seed, t)``, so a resumed run ends with the same weights. ``keep_every``:
+    keep the weights every that many steps (``ovnb.train.snapshots``) for a checkpoint-selection policy."""
     from ..data.augment import LargeScaleJitter
     from ..train import TrainConfig, fit, step_generator
 
@@ -692,7 +727,7 @@ def train(model: FCCLIP, dataset, class_ids, thing: list[bool], settings: TrainS
     trainable = _Trainable(model)
     groups = [{"params": g["params"], "decay": g["decay"], "lr": settings.lr * g["lr_scale"]} for g in param_groups(model)]
     return fit(trainable, loss_fn, config, run_dir=run_dir, param_groups=groups, progress=progress,
-               stop_after=stop_after, description="FC-CLIP")
+               stop_after=stop_after, description="FC-CLIP", keep_every=keep_every)
 
 
 class _Trainable(nn.Module):

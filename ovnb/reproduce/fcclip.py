@@ -8,11 +8,14 @@
   columns, zero-shot). Each seed trains a new model; the test scenes are fixed.
 * ``quick`` / ``paper``: the **released** ConvNeXt-L checkpoint (``fcclip_cocopan.pth``, downloaded by
   the user from the official model zoo, path in the profile key ``fcclip.weights`` or
-  ``DATA_ROOT/checkpoints/fcclip_cocopan.pth``) on the semantic benchmarks at the official test size
-  (shortest edge 800, longest at most 1333), class names with the official synonyms
-  (``ovnb data prepare fcclip-class-lists``).
+  ``DATA_ROOT/checkpoints/fcclip_cocopan.pth``) on the panoptic test sets (``PANOPTIC``: ADE20K, COCO,
+  Cityscapes, Mapillary Vistas) and the semantic benchmarks (``LOADERS``) at the official test sizes
+  (shortest edge 800, longest at most 1333; street views 1024 / 2560), class names with the official
+  synonyms (``ovnb data prepare fcclip-class-lists``). With ``fcclip.retrain: [coco]`` the model is
+  **retrained** on COCO panoptic instead (``[coco, ade20k]``: also Table 5's ADE20K-trained model), and
+  ``fcclip.checkpoint`` names which of its weights are kept (``CHECKPOINT_POLICIES``).
 * ``dryrun``: the same code with the real architecture's random weights on fixture datasets, at
-  ``fcclip.test_edge`` (128 px): the path, not the numbers.
+  ``fcclip.test_edge`` (128 px), retrained for one step on 64-px crops: the path, not the numbers.
 
 Scoring (``Scores``): the forward pass of a test set is stored once per model (in-vocabulary logits,
 out-of-vocabulary logits and stride-4 mask logits, ``Outputs``); every ensemble setting (Table 8's
@@ -25,14 +28,14 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .. import results
-from ..data import semseg
+from ..data import panoptic, semseg
 from ..methods import fcclip as fc
 from ..metrics import ConfusionMatrix, miou
 from ..panoptic import PanopticQuality, targets_from_instances
@@ -51,6 +54,15 @@ TOY_SETTINGS = dict(batch_size=8, lr=3e-4, crop=64, scale=(0.5, 2.0))
 #: Table 3's columns -> our splits (semantic benchmarks)
 SEMANTIC = {"A-847": "ade20k-847", "PC-459": "pascal-context-459", "A-150": "ade20k-150", "PC-59": "pascal-context-59",
             "PAS-21": "voc-21", "PAS-20": "voc-20"}
+#: the panoptic test sets (``ovnb.data.panoptic``) and the table columns they fill
+PANOPTIC = {"ade20k-panoptic": lambda root: panoptic.ade20k_panoptic(root, "validation"),
+            "coco-panoptic": lambda root: panoptic.coco_panoptic(root, "val2017"),
+            "cityscapes-panoptic": lambda root: panoptic.cityscapes_panoptic(root, "val"),
+            "mapillary-vistas": lambda root: panoptic.mapillary_vistas(root, "validation")}
+PANOPTIC_COLUMNS = {"ADE20K": "ade20k-panoptic", "COCO": "coco-panoptic", "Cityscapes": "cityscapes-panoptic",
+                    "Mapillary Vistas": "mapillary-vistas"}
+#: test sizes (shortest edge, longest-edge cap) of the official configs: detectron2's default, street views larger
+TEST_SIZES = {"cityscapes-panoptic": (1024, 2560), "mapillary-vistas": (1024, 2560)}
 LOADERS = {
     "ade20k-847": lambda root: semseg.ade20k_full(root, "validation"),
     "pascal-context-459": lambda root: semseg.pascal_context(root, "val", 459),
@@ -61,16 +73,35 @@ LOADERS = {
 }
 
 
+#: checkpoint-selection policies: the last weights (default), or the maintainers' pick - the kept weights
+#: with the best zero-shot PQ on ADE20K panoptic val (toy: on the shifted world), i.e. chosen on the test set
+CHECKPOINT_POLICIES = ("last", "best-ade-pq")
+KEEP_EVERY = 250  # toy: weights kept at steps 250 and 500 for ``best-ade-pq``
+
+
 @dataclass(frozen=True)
 class Experiment:
-    """One trained model: FC-CLIP (``backbone="frozen"``) or Table 6's fine-tuned-trunk variant."""
+    """One trained model: FC-CLIP (``backbone="frozen"``) or Table 6's fine-tuned-trunk variant, trained on
+    COCO panoptic (toy: the toy world) or, Table 5, ADE20K panoptic; ``checkpoint``: which weights of the
+    run are kept (``CHECKPOINT_POLICIES``)."""
 
     backbone: str = "frozen"  # frozen | finetuned
     seed: int = 0
+    train: str = "coco"  # coco | ade20k
+    checkpoint: str = "last"
 
     def __post_init__(self):
         if self.backbone not in ("frozen", "finetuned"):
             raise ValueError(f"backbone must be 'frozen' or 'finetuned', got {self.backbone!r}")
+        if self.train not in ("coco", "ade20k"):
+            raise ValueError(f"train must be 'coco' or 'ade20k', got {self.train!r}")
+        if self.checkpoint not in CHECKPOINT_POLICIES:
+            raise ValueError(f"checkpoint must be one of {CHECKPOINT_POLICIES}, got {self.checkpoint!r}")
+
+    @property
+    def run(self) -> "Experiment":
+        """The training run these weights come from (every policy picks from the same run)."""
+        return replace(self, checkpoint="last")
 
 
 @dataclass
@@ -110,26 +141,39 @@ class Runner:
         self._outputs: dict = {}
         self._clip = None
         self._encoders: dict = {}
+        self._texts: dict = {}
+        self._scratch: dict = {}
         self._pool = None
 
     # -- vocabulary --------------------------------------------------------------------------------
     def split(self) -> semseg.Split:
         return semseg.split(TOY_SPLIT)
 
-    def train_names(self) -> list[str]:
-        """The training vocabulary: the toy split's seen classes, or COCO panoptic's 133 (official synonyms)."""
+    def train_names(self, train: str = "coco") -> list[str]:
+        """The training vocabulary: the toy split's seen classes, or COCO panoptic's 133 (ADE20K panoptic's
+        150 for Table 5), with the official synonyms."""
         if self.toy:
             s = self.split()
             return s.names(s.seen)
         from ..data.class_lists import fcclip_synonyms
 
-        return fcclip_synonyms(self.data_root, "coco-panoptic-133")
+        return fcclip_synonyms(self.data_root, "coco-panoptic-133" if train == "coco" else "ade20k-150")
 
-    def thing(self) -> list[bool]:
-        from ..data.toy_world import vocabulary
+    def retrain_on(self, train: str) -> bool:
+        """Whether this profile retrains FC-CLIP on ``train`` (profile key ``fcclip.retrain``, a list of
+        ``coco`` / ``ade20k``) instead of loading the released weights (COCO) or skipping (ADE20K)."""
+        return not self.toy and train in (self.profile.get("fcclip.retrain") or [])
 
-        voc = vocabulary()
-        return [voc.is_thing(i) for i in range(len(voc.names))]
+    def thing(self, name: str | None = None) -> list[bool]:
+        """Thing flags of test set ``name``'s classes (toy: the toy world's; a semantic benchmark: none)."""
+        if self.toy:
+            from ..data.toy_world import vocabulary
+
+            voc = vocabulary()
+            return [voc.is_thing(i) for i in range(len(voc.names))]
+        if name in PANOPTIC:
+            return self.dataset(name).thing
+        return [False] * len(self.class_names(name))
 
     def class_names(self, name: str) -> list[str]:
         """The text queries for dataset ``name`` (toy: the 62 names; real: the official synonym strings)."""
@@ -137,39 +181,80 @@ class Runner:
             return list(self.split().class_names)
         from ..data.class_lists import fcclip_synonyms
 
-        return fcclip_synonyms(self.data_root, name)
+        return fcclip_synonyms(self.data_root, self.dataset(name).categories.split if name in PANOPTIC else name)
 
     def weights_source(self) -> str:
-        return {"toy": "toy", "random": "random"}.get(self.profile.weights, "released")
+        return {"toy": "toy", "random": "random"}.get(self.profile.weights,
+                                                      "retrained" if self.retrain_on("coco") else "released")
+
+    def images_note(self, name: str) -> dict:
+        """``{"images": n}`` for a run record when a profile scores a subset of test set ``name``."""
+        return {"images": len(self.indices(self.dataset(name)))} if self.eval_images and not self.toy else {}
 
     # -- models ------------------------------------------------------------------------------------
     def clip(self):
         if self._clip is None:
             from .. import encoders
 
+            if not self.profile.pretrained:  # random weights: the same in every process (and its cached texts)
+                torch.manual_seed(0)
             self._clip = encoders.build(TOY_CLIP if self.toy else REAL_CLIP, pretrained=self.profile.pretrained,
                                         device=self.device)
         return self._clip
 
     def settings(self) -> fc.TrainSettings:
+        """Toy: ``TOY_SETTINGS``; paper: the official schedule; quick / dryrun: the official one scaled to
+        ``train_iterations`` (dryrun also crops at ``fcclip.crop`` px instead of 1024, batch ``batch_size``)."""
         if self.toy:
             return fc.TrainSettings.scaled(self.iterations, **TOY_SETTINGS)
-        return fc.TrainSettings() if self.profile.name == "paper" else fc.TrainSettings.scaled(self.iterations)
+        if self.profile.name == "paper":
+            return fc.TrainSettings()
+        extra = {"crop": int(self.profile.get("fcclip.crop"))} if self.profile.get("fcclip.crop") else {}
+        if self.profile.name == "dryrun":
+            extra["batch_size"] = int(self.profile.batch_size)
+        return fc.TrainSettings.scaled(self.iterations, **extra)
+
+    @property
+    def checkpoint_policy(self) -> str:
+        """The profile's policy for retrained real models (``fcclip.checkpoint``, default ``last``)."""
+        policy = self.profile.get("fcclip.checkpoint", "last")
+        if policy not in CHECKPOINT_POLICIES:
+            raise ValueError(f"fcclip.checkpoint must be one of {CHECKPOINT_POLICIES}, got {policy!r}")
+        return policy
 
     def build(self, e: Experiment) -> fc.FCCLIP:
-        torch.manual_seed(e.seed)
+        clip = self.clip()  # built (drawing from the global RNG) before the seed: the same initial weights
+        torch.manual_seed(e.seed)  # whether or not this process has built the CLIP already
         config = dict(fc.TOY) if self.toy else {}
-        config.update(clip=TOY_CLIP if self.toy else REAL_CLIP, train_classes=tuple(self.train_names()),
+        config.update(clip=TOY_CLIP if self.toy else REAL_CLIP, train_classes=tuple(self.train_names(e.train)),
                       finetune_backbone=e.backbone == "finetuned", templates=self.templates)
-        model = fc.FCCLIP(fc.FCCLIPConfig(**config), clip=self.clip())
+        model = fc.FCCLIP(fc.FCCLIPConfig(**config), clip=clip, text=self.shared_text())
         return model.to(self.device) if self.device is not None else model
+
+    def shared_text(self) -> fc.TextClassifier | None:
+        """Real profiles: one text classifier for every model of this runner (the real text tower costs
+        ~65 ms a sentence on a CPU; on a GPU, no matter). Toy: none - each model computes its texts where
+        it trains, so its weights do not depend on the process (CPU results differ in the last bits with
+        the number of threads)."""
+        if self.toy:
+            return None
+        if REAL_CLIP not in self._texts:
+            self._texts[REAL_CLIP] = fc.TextClassifier(self.clip(), self.templates, store=self.text_store)
+        return self._texts[REAL_CLIP]
+
+    @property
+    def text_store(self) -> Path | None:
+        """Real profiles keep text classifiers on disk (``build/cache/fcclip-text``): every notebook and
+        every process of a profile computes a vocabulary's texts once."""
+        return None if self.toy else results.build_dir() / "cache" / "fcclip-text"
 
     def run_dir(self, e: Experiment) -> Path:
         from ..cache import weights_fingerprint
 
         extra = {"profile": self.profile.name, "settings": asdict(self.settings()),
-                 "clip": weights_fingerprint(self.clip()), "train_images": TOY_TRAIN_IMAGES}
-        key = e.backbone + "-" + str(e.seed) + "-" + hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:10]
+                 "clip": weights_fingerprint(self.clip()), "train_images": TOY_TRAIN_IMAGES, "keep_every": self.keep_every}
+        train = "" if e.train == "coco" else f"{e.train}-"
+        key = train + e.backbone + "-" + str(e.seed) + "-" + hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:10]
         return results.build_dir() / "runs" / self.profile.name / "fcclip" / key
 
     def released_weights(self) -> Path:
@@ -184,32 +269,71 @@ class Runner:
                 f"it there, or set the profile key fcclip.weights to its path")
         return path
 
+    @property
+    def keep_every(self) -> int | None:
+        """Steps between kept weights: toy ``KEEP_EVERY``; real retraining: ``fcclip.keep_every`` (default
+        5000, the official evaluation period) when the policy needs them."""
+        if self.toy:
+            return KEEP_EVERY
+        if self.checkpoint_policy == "last":
+            return None
+        return min(int(self.profile.get("fcclip.keep_every", 5000)), self.settings().iterations)
+
     def model(self, e: Experiment = Experiment()) -> fc.FCCLIP:
-        """The model of ``e``: toy - trained now or loaded from its finished run; released weights in
-        ``quick``/``paper``; random weights in ``dryrun``."""
+        """The model of ``e``: toy - trained now or loaded from its finished run; real - retrained when the
+        profile says so (``fcclip.retrain``), else the released weights (``quick``/``paper``) or random
+        weights (``dryrun``). ``e.checkpoint`` picks the weights of the run (``select``)."""
         if e in self.models:
             return self.models[e]
+        if not self.toy and self.retrain_on(e.train) and e.checkpoint == "last":
+            e_policy = replace(e, checkpoint=self.checkpoint_policy)  # real retraining: the profile's policy
+            if e_policy != e:
+                self.models[e] = self.model(e_policy)
+                return self.models[e]
+        if e.checkpoint != "last":  # the run's weights at the step the policy picks (selection done first)
+            step = self.select(e)
+            self.models[e] = self._snapshot_model(e, step)
+            return self.models[e]
         model = self.build(e)
-        if self.toy:
-            self._train(model, e)
+        if self.toy or self.retrain_on(e.train):
+            self._train(model, e.run)
+        elif e.train != "coco":
+            raise ValueError(f"no released FC-CLIP is trained on {e.train}: retrain it (profile key "
+                             f"fcclip.retrain: [{e.train}])")
         elif self.profile.weights != "random":
             fc.load_weights(model, self.released_weights())
         model.eval()
         self.models[e] = model
         return model
 
-    def _train(self, model: fc.FCCLIP, e: Experiment) -> None:
-        from ..data.toy_world import ToyWorld
+    def training_data(self, train: str):
+        """The training set: toy scenes (unseen classes void), COCO panoptic train2017 or ADE20K panoptic training."""
+        if self.toy:
+            from ..data.toy_world import ToyWorld
 
+            return _VoidUnseen(ToyWorld("train", TOY_TRAIN_IMAGES, seed=0), self.split().unseen)
+        from ..data.prepare import load_or_prepare
+
+        def load():
+            if train == "coco":
+                return panoptic.coco_panoptic(self.data_root, "train2017")
+            return panoptic.ade20k_panoptic(self.data_root, "training")
+
+        return load_or_prepare(load, self.data_root, self.prepare_data)
+
+    def _train(self, model: fc.FCCLIP, e: Experiment) -> None:
         run_dir = self.run_dir(e)
-        world = ToyWorld("train", TOY_TRAIN_IMAGES, seed=0)
-        data = _VoidUnseen(world, self.split().unseen)
+        data = self.training_data(e.train)
+        classes = self.split().seen if self.toy else list(range(len(data.class_names)))
+        thing = self.thing() if self.toy else data.thing
         t0 = time.perf_counter()
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as in the worker pool: the same weights whichever process trains it
+        if self.toy:
+            torch.set_num_threads(1)  # as in the worker pool: the same weights whichever process trains it
         try:
-            result = fc.train(model, data, self.split().seen, self.thing(), self.settings(), run_dir=run_dir,
-                              seed=e.seed, progress=self.progress, checkpoint_every=250)
+            result = fc.train(model, data, classes, thing, self.settings(), run_dir=run_dir, seed=e.seed,
+                              progress=self.progress, checkpoint_every=250 if self.toy else 1000,
+                              keep_every=self.keep_every, amp=True)
         finally:
             torch.set_num_threads(threads)
         if result.steps_run:
@@ -220,10 +344,63 @@ class Runner:
     def is_trained(self, e: Experiment) -> bool:
         from ..train import is_finished
 
-        return is_finished(self.run_dir(e), self.settings().iterations)
+        return is_finished(self.run_dir(e.run), self.settings().iterations)
+
+    def snapshots(self, e: Experiment) -> dict[int, Path]:
+        from ..train import snapshots
+
+        return snapshots(self.run_dir(e.run))
+
+    def selection_set(self, e: Experiment) -> str:
+        """Where ``best-ade-pq`` looks: ADE20K panoptic val (toy: the shifted world, ADE20K's analogue)."""
+        return "toy-shifted" if self.toy else "ade20k-panoptic"
+
+    def snapshot_scores(self, e: Experiment) -> dict[int, float]:
+        """Zero-shot PQ (fraction) of every kept weights of ``e``'s run on ``selection_set`` - the numbers
+        the maintainers' policy picks from; stored in the run directory."""
+        run_dir = self.run_dir(e.run)
+        name = self.selection_set(e)
+        path = run_dir / f"selection-{name}-{self.test_images if self.toy else self.eval_images}.json"
+        if path.is_file():
+            return {int(k): v for k, v in json.loads(path.read_text()).items()}
+        if not self.is_trained(e):  # train the run (not through model(): that asks this policy again)
+            self._train(self.build(e.run), e.run)
+        snaps = self.snapshots(e)
+        if not snaps:
+            raise FileNotFoundError(f"{run_dir} keeps no weights to select from; train it with keep_every set")
+        scores = {}
+        for step, snap in snaps.items():
+            if step == max(snaps) and self.toy:  # the final weights: the run's own stored forward pass
+                out = self.outputs(e.run, name)
+            else:
+                out = self._forward(self._snapshot_model(e, step), name, self._step_path(e, name, step))
+            scores[step] = self.score(out, name, train=e.train)["pq"]
+        results.write_json_atomic(path, {str(k): v for k, v in scores.items()})
+        return scores
+
+    def _snapshot_model(self, e: Experiment, step: int) -> fc.FCCLIP:
+        """``e``'s run with the weights kept at ``step``: one model per run, its weights swapped (the text
+        classifier computed once)."""
+        if e.run not in self._scratch:
+            self._scratch[e.run] = self.build(e.run).eval()
+        model = self._scratch[e.run]
+        state = torch.load(self.snapshots(e)[step], map_location="cpu", weights_only=False)["module"]
+        fc._Trainable(model).load_state_dict(state)
+        return model
+
+    def _step_path(self, e: Experiment, name: str, step: int) -> Path | None:
+        return self.run_dir(e.run) / f"outputs-{name}-step{step}-{self.test_images}.pt" if self.toy else None
+
+    def select(self, e: Experiment) -> int:
+        """The step whose weights ``e.checkpoint`` keeps: the last, or the best by ``snapshot_scores``."""
+        if e.checkpoint == "last":
+            return max(self.snapshots(e) or {self.settings().iterations: None})
+        scores = self.snapshot_scores(e)
+        return max(scores, key=lambda k: (scores[k], k))
 
     def train_all(self, experiments) -> None:
         """Train the toy experiments not trained yet, in ``workers`` processes side by side."""
+        experiments = [e.run for e in experiments]
         pending = [e for e in dict.fromkeys(experiments) if self.toy and not self.is_trained(e)]
         if self.workers < 2 or len(pending) < 2:
             for e in pending:
@@ -253,31 +430,36 @@ class Runner:
 
                 self._data[name] = ToyWorld("test", self.test_images, seed=0, image_size=self.test_size,
                                             shifted=name == "toy-shifted")
-            elif name in LOADERS:
+            elif name in LOADERS or name in PANOPTIC:
                 from ..data.prepare import load_or_prepare
 
-                self._data[name] = load_or_prepare(lambda: LOADERS[name](self.data_root), self.data_root,
-                                                   self.prepare_data)
+                load = LOADERS.get(name) or PANOPTIC[name]
+                self._data[name] = load_or_prepare(lambda: load(self.data_root), self.data_root, self.prepare_data)
             else:
-                raise ValueError(f"unknown FC-CLIP test set {name!r}; valid: toy, toy-shifted, {', '.join(LOADERS)}")
+                raise ValueError(f"unknown FC-CLIP test set {name!r}; valid: toy, toy-shifted, "
+                                 f"{', '.join([*PANOPTIC, *LOADERS])}")
         return self._data[name]
 
     def indices(self, dataset) -> list[int]:
         n = len(dataset) if self.eval_images is None else min(self.eval_images, len(dataset))
         return list(range(n)) if not self.toy else list(range(len(dataset)))
 
-    def image(self, sample) -> torch.Tensor:
+    def image(self, sample, name: str = "") -> torch.Tensor:
         """A test image at the protocol's size: toy scenes as drawn (at ``test_size``), real data resized."""
-        return sample["image"] if self.toy else self.resize(sample["image"])
+        return sample["image"] if self.toy else self.resize(sample["image"], name)
 
-    def resize(self, image: torch.Tensor) -> torch.Tensor:
+    def resize(self, image: torch.Tensor, name: str = "") -> torch.Tensor:
         """uint8 ``[3, H, W]`` resized as the official test mapper does (detectron2's ResizeShortestEdge,
-        bilinear): shortest edge ``test_edge`` (800), longest at most 1333 (scaled with the edge); toy:
-        shortest edge ``test_size``."""
+        bilinear): shortest edge 800, longest at most 1333 (Cityscapes and Mapillary Vistas: 1024 and
+        2560), both scaled by ``test_edge`` / 800; toy: shortest edge ``test_size``."""
         from .simbaseline import resize_shortest_edge
 
-        edge = self.test_size if self.toy else self.test_edge
-        resized = resize_shortest_edge(image[None], edge, round(1333 * edge / 800))[0]
+        if self.toy:
+            edge, cap = self.test_size, round(1333 * self.test_size / 800)
+        else:
+            short, long = TEST_SIZES.get(name, (800, 1333))
+            edge, cap = round(short * self.test_edge / 800), round(long * self.test_edge / 800)
+        resized = resize_shortest_edge(image[None], edge, cap)[0]
         return resized.float().round().clamp(0, 255).byte()
 
     # -- the forward pass, once per (model, test set) --------------------------------------------------
@@ -286,11 +468,24 @@ class Runner:
         key = (e, name, tuple(sources))
         if key in self._outputs:
             return self._outputs[key]
-        path = self.run_dir(e) / f"outputs-{name}-{'-'.join(sources)}-{self.test_images}.pt" if self.toy else None
+        if e.checkpoint == "last":
+            path = self.run_dir(e) / f"outputs-{name}-{'-'.join(sources)}-{self.test_images}.pt" if self.toy else None
+        else:  # the forward pass of the picked weights, shared with the selection's
+            step = self.select(e)
+            if self.toy and step == max(self.snapshots(e)):
+                self._outputs[key] = self.outputs(e.run, name, sources)
+                return self._outputs[key]
+            path = self._step_path(e, name, step) if tuple(sources) == ("frozen",) else None
         if path is not None and path.is_file():
             self._outputs[key] = Outputs(**torch.load(path, weights_only=False))
             return self._outputs[key]
-        model = self.model(e)
+        self._outputs[key] = self._forward(self.model(e), name, path, sources)
+        return self._outputs[key]
+
+    def _forward(self, model: fc.FCCLIP, name: str, path=None, sources=("frozen",)) -> Outputs:
+        """``model``'s forward pass over test set ``name`` (stored at ``path`` when given)."""
+        if path and Path(path).is_file():
+            return Outputs(**torch.load(path, weights_only=False))
         data = self.dataset(name)
         names = self.class_names(name)
         out = Outputs([], {s: [] for s in sources}, [], [])
@@ -298,7 +493,7 @@ class Runner:
 
         for i in tqdm(self.indices(data), desc=f"FC-CLIP on {name}", disable=not self.progress, leave=False):
             sample = data[i]
-            image = self.image(sample)
+            image = self.image(sample, name)
             with torch.no_grad():
                 o = model(image[None].to(model.logit_scale.device), names)
                 masks = model.upsample_masks(o)  # logits at the resized input
@@ -309,10 +504,9 @@ class Runner:
                     out.out_logits[s].append(model.out_vocabulary_logits(dense, o.mask_logits, names, s)[0].float().cpu())
                 out.masks.append(small[0].half().cpu())
                 out.sizes.append(tuple(sample["mask"].shape[-2:]))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             torch.save(asdict(out), path)
-        self._outputs[key] = out
         return out
 
     def clip_classifier(self, e: Experiment, name: str, clip_name: str, size: int, limit: int | None = None) -> Outputs:
@@ -326,19 +520,25 @@ class Runner:
         if key in self._outputs:
             return self._outputs[key]
         base = self.outputs(e, name)
-        if clip_name not in self._encoders:
+        if clip_name == (TOY_CLIP if self.toy else REAL_CLIP):  # the model's own frozen CLIP (and its text cache)
+            self._encoders[clip_name] = self.clip()
+        elif clip_name not in self._encoders:
+            if not self.profile.pretrained:
+                torch.manual_seed(1)
             self._encoders[clip_name] = encoders.build(clip_name, pretrained=self.profile.pretrained, device=self.device)
         clip = self._encoders[clip_name]
         data = self.dataset(name)
         names = self.class_names(name)
-        text, counts = fc.TextClassifier(clip, self.templates)(names)
+        if clip_name not in self._texts:
+            self._texts[clip_name] = fc.TextClassifier(clip, self.templates, store=self.text_store)
+        text, counts = self._texts[clip_name](names)
         scale = clip.model.logit_scale
         logits = []
         indices = self.indices(data)[:limit]
         batch = 25 if self.toy else 1  # toy test scenes share one size
         for start in range(0, len(indices), batch):
             chunk = indices[start:start + batch]
-            images = torch.stack([self.image(data[i]) for i in chunk])
+            images = torch.stack([self.image(data[i], name) for i in chunk])
             masks = torch.stack([base.masks[j].float() for j in range(start, start + len(chunk))])
             with torch.no_grad():
                 if clip.is_vit:  # projected patch tokens (pooling commutes with the linear projection)
@@ -355,21 +555,24 @@ class Runner:
 
     # -- scoring -----------------------------------------------------------------------------------------
     def score(self, out: Outputs, name: str, kind: str = "geometric", alpha: float = 0.4, beta: float = 0.8,
-              source: str = "frozen", panoptic: bool = True, instances: bool = False, grounding: bool = False) -> dict:
-        """PQ / SQ / RQ (toy: things and stuff from the instance maps), mIoU (ground-truth-present classes;
+              source: str = "frozen", panoptic: bool = True, instances: bool = False, grounding: bool = False,
+              train: str = "coco") -> dict:
+        """PQ / SQ / RQ (toy: things and stuff from the instance maps; real panoptic sets: their segments), mIoU (ground-truth-present classes;
         ``miou_d2_06``: detectron2 0.6's denominator) and optionally mask AP, over all, seen and unseen
         classes (fractions; seen = an exact synonym match with the training vocabulary). ``grounding``
-        (Table 7): each image's vocabulary is only its ground-truth classes. Nothing runs the network again."""
+        (Table 7): each image's vocabulary is only its ground-truth classes. ``train``: the model's training
+        set, which decides the seen classes. Nothing runs the network again."""
         data = self.dataset(name)
         names = self.class_names(name)
-        seen = fc.seen_mask(names, self.train_names())
+        seen = fc.seen_mask(names, self.train_names(train))
         seen_ids = [i for i in range(len(names)) if seen[i]]
         unseen_ids = [i for i in range(len(names)) if not seen[i]]
-        thing = self.thing() if self.toy else [False] * len(names)
+        has_segments = self.toy or name in PANOPTIC
+        thing = self.thing(name)
         cm = ConfusionMatrix(len(names))
-        pq = PanopticQuality(len(names), thing) if panoptic and self.toy else None
+        pq = PanopticQuality(len(names), thing) if panoptic and has_segments else None
         ap = None
-        if instances and self.toy:
+        if instances and has_segments:
             from ..instance_ap import MaskAP
 
             ap = MaskAP([i for i in range(len(names)) if thing[i]])
@@ -389,17 +592,19 @@ class Runner:
                                   align_corners=False)[0]
             sem = fc.semantic_inference(log_probs[None], masks[None])[0].max(0).indices
             cm.update(sem, sample["mask"])
-            if pq is not None or ap is not None:
-                gs, gi = targets_from_instances(sample["mask"], sample["instances"], thing)
+            if pq is not None or ap is not None:  # real panoptic data: its own segments, crowds included
+                gs, gi = ((sample["segments"], sample["segments_info"]) if "segments" in sample
+                          else targets_from_instances(sample["mask"], sample["instances"], thing))
             if pq is not None:
                 c = fc.FCCLIPConfig
                 p = fc.panoptic_inference(log_probs, masks, thing, c.object_mask_threshold, c.overlap_threshold)
                 pq.update(p["segments"], p["info"], gs, gi)
             if ap is not None:
                 inst = fc.instance_inference(log_probs, masks, thing, fc.FCCLIPConfig.instance_topk)
-                things = [s for s in gi if thing[s["category_id"]]]
+                things = [s for s in gi if thing[s["category_id"]]]  # crowds: ignore regions, as in COCO's instance files
                 gt_masks = torch.stack([gs == s["id"] for s in things]) if things else torch.zeros(0, *gs.shape, dtype=torch.bool)
-                ap.update(gt_masks, [s["category_id"] for s in things], inst["masks"], inst["labels"], inst["scores"])
+                ap.update(gt_masks, [s["category_id"] for s in things], inst["masks"], inst["labels"], inst["scores"],
+                          gt_crowd=[s.get("iscrowd", 0) for s in things])
         matrix = cm.matrix
         row = {"miou": miou(matrix), "miou_d2_06": miou(matrix, convention="detectron2-0.6"), "miou_seen": miou(matrix, seen_ids) if seen_ids else math.nan,
                "miou_unseen": miou(matrix, unseen_ids) if unseen_ids else math.nan}

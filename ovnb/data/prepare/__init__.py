@@ -7,7 +7,8 @@
 The same works from a clone, a pip install and Colab; the top-level ``data_scripts/*.py`` of a clone
 are thin entry points to these functions. One module per dataset (``voc2012``, ``coco2014``,
 ``fss1000``, ``fewshot_splits``, ``coco_stuff164k``, ``ade20k``, ``cityscapes``, ``pascal_context``,
-``ade20k_full``, ``coco_instances2017``, ``gpt4o_lists``, ``fcclip_class_lists``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
+``ade20k_full``, ``coco_instances2017``, ``gpt4o_lists``, ``fcclip_class_lists``, ``coco_panoptic2017``,
+``ade20k_panoptic``, ``mapillary_vistas``), each with its public ``SOURCES`` and a ``prepare(root, sources)``
 that skips whatever is in place already; ``download.py`` holds the resumable, verified downloads and
 the safe extraction they share.
 """
@@ -56,6 +57,16 @@ DATASETS = {d.name: d for d in (
     Dataset("fcclip-class-lists", "fcclip_class_lists", "FC-CLIP's class names with synonyms per dataset (its text "
             "classifier and seen/unseen rule)", "10 small text files from the official FC-CLIP repository, pinned to "
             "one commit", into="fcclip_class_lists"),
+    Dataset("coco-panoptic-2017", "coco_panoptic2017", "COCO panoptic 2017, 133 classes (FC-CLIP's training set; "
+            "its Tables 1 and 5)", "panoptic_annotations_trainval2017.zip (about 0.8 GB), and COCO 2017's train2017.zip "
+            "(about 18 GB) and val2017.zip (about 1 GB) unless COCO-Stuff-164k fetched them"),
+    Dataset("ade20k-panoptic", "ade20k_panoptic", "ADE20K panoptic, 150 classes (FC-CLIP Tables 1, 5, 6, 8), "
+            "converted from ADE20K-150 and its instance annotations", "annotations_instance.tar (the 2017 challenge's "
+            "instance masks; ADEChallengeData2016.zip too if ade20k-150 is not prepared)", ("ade20k-150",)),
+    Dataset("mapillary-vistas", "mapillary_vistas", "Mapillary Vistas v1.2 panoptic, 65 classes (FC-CLIP Tables 2 "
+            "and 7; needs a registration: an archive you download)",
+            "nothing: it extracts mapillary-vistas-dataset_public_v1.2.zip (tens of GB), downloaded by you from "
+            "www.mapillary.com/dataset/vistas into DATA_ROOT/downloads"),
     Dataset("fewshot-splits", "fewshot_splits", "HSNet's fold lists for PASCAL-5i, COCO-20i and FSS-1000",
             "19 small text and pickle files from HSNet's repository", into="splits"),
 )}
