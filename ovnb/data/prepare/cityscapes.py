@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .download import download, extract
+from .download import extract, user_archive
 
 SOURCES = {"leftImg8bit": (None, "leftImg8bit_trainvaltest.zip", None),
            "gtFine": (None, "gtFine_trainvaltest.zip", None)}
@@ -29,15 +29,7 @@ def prepare(root: Path, sources: dict = SOURCES) -> Path:
     for key in ("leftImg8bit", "gtFine"):
         if (base / key / "val").is_dir():
             continue
-        url, name, digest = sources[key]
-        archive = downloads / name
-        if url is not None:
-            archive = download(url, archive, digest)
-        elif not archive.is_file():
-            raise FileNotFoundError(
-                f"cityscapes-19: {archive} not found. Cityscapes needs a login: download {name} from {WHERE}, "
-                f"put it in {downloads}/ and prepare again (or pass --source {key}=URL_OR_FILE_URL)")
-        extract(archive, base)
+        extract(user_archive(sources[key], downloads, "cityscapes-19", key, WHERE, "needs a login"), base)
     missing = [d for d in ("leftImg8bit/val", "gtFine/val") if not (base / d).is_dir()]
     if missing:
         raise FileNotFoundError(f"{base}: missing {missing} after preparation")

@@ -165,3 +165,18 @@ def fetch_pinned(base_url: str, names, dest_dir: Path) -> Path:
         if not dest.is_file():
             download(f"{base_url}/{name}", dest)
     return Path(dest_dir)
+
+
+def user_archive(source: tuple, downloads: Path, dataset: str, key: str, where: str, why: str) -> Path:
+    """The archive of a dataset behind a login or registration: downloaded when ``source`` = (url, file name,
+    sha256) has a URL (a mirror, ``--source``), else the file the user put in ``downloads``; missing, an
+    error saying where to get it (``why``: "needs a login", ...) and where to put it."""
+    url, name, digest = source
+    archive = Path(downloads) / name
+    if url is not None:
+        return download(url, archive, digest)
+    if not archive.is_file():
+        raise FileNotFoundError(
+            f"{dataset}: {archive} not found. It {why}: download {name} from {where}, put it in {downloads}/ and "
+            f"prepare again (or pass --source {key}=URL_OR_FILE_URL)")
+    return archive

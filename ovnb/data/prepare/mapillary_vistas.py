@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .download import download, extract
+from .download import extract, user_archive
 
 SOURCES = {"vistas": (None, "mapillary-vistas-dataset_public_v1.2.zip", None)}
 WHERE = "https://www.mapillary.com/dataset/vistas (free registration)"
@@ -25,14 +25,7 @@ def prepare(root: Path, sources: dict = SOURCES) -> Path:
     base = root / "mapillary_vistas"
     downloads = root / "downloads"
     if not (base / "validation" / "panoptic").is_dir():
-        url, name, digest = sources["vistas"]
-        archive = downloads / name
-        if url is not None:
-            archive = download(url, archive, digest)
-        elif not archive.is_file():
-            raise FileNotFoundError(
-                f"mapillary-vistas: {archive} not found. Mapillary Vistas needs a registration: download {name} "
-                f"from {WHERE}, put it in {downloads}/ and prepare again (or pass --source vistas=URL_OR_FILE_URL)")
+        archive = user_archive(sources["vistas"], downloads, "mapillary-vistas", "vistas", WHERE, "needs a registration")
         scratch = downloads / "x_mapillary_vistas"
         extract(archive, scratch)
         top = next((p.parent for p in sorted(scratch.rglob("validation")) if p.is_dir()), None)
