@@ -119,7 +119,11 @@ class Runner:
     (toy test scenes, default 200), ``fcclip.test_size`` (toy test size, default 128),
     ``fcclip.test_edge`` (real data: shortest edge, default 800), ``fcclip.weights`` (the released
     checkpoint's path), ``fcclip.templates`` (default the 14 ViLD templates; the dry run uses one:
-    each sentence costs the real text tower ~65 ms on a CPU), ``eval_images``."""
+    each sentence costs the real text tower ~65 ms on a CPU), ``eval_images``; retraining on real data:
+    ``fcclip.retrain`` (a list of ``coco`` / ``ade20k``; default none: the released weights),
+    ``fcclip.checkpoint`` (``last`` or ``best-ade-pq``), ``fcclip.keep_every`` (steps between kept
+    weights for ``best-ade-pq``, default 5000), ``fcclip.crop`` (LSJ crop, default 1024); notebooks:
+    ``fcclip.panoptic.columns``, ``fcclip.table3.columns``, ``fcclip.table9.sizes`` / ``.columns``."""
 
     def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False,
                  prepare_data: bool = False, workers: int | None = None):
