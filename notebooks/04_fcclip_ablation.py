@@ -20,8 +20,10 @@
 #
 # **Real data on Colab:** set `PROFILE = "quick"` and `PREPARE_DATA = True` in the parameters cell and
 # the notebook prepares what it misses under `DATA_ROOT` (it prints what it downloads, how large, and
-# where), or prepare it first in a cell: `!ovnb data prepare ade20k-150 fcclip-class-lists --root data`.
-# The real profiles time the **released** ConvNeXt-L model (`fcclip_cocopan.pth` in `DATA_ROOT/checkpoints/`).
+# where), or prepare it first in a cell: `!ovnb data prepare ade20k-panoptic coco-panoptic-2017 fcclip-class-lists --root data`.
+# The real profiles use the **released** ConvNeXt-L model (`fcclip_cocopan.pth` in `DATA_ROOT/checkpoints/`)
+# for Tables 9 and 4; Table 6 retrains both variants on COCO panoptic (profile key `fcclip.retrain: [coco]`,
+# a GPU and the paper schedule).
 #
 # Three questions behind FC-CLIP's design. **Table 6:** does the CLIP have to stay frozen? The paper
 # fine-tunes it for the mask generator and in-vocabulary classifier, with the out-of-vocabulary
