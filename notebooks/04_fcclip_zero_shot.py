@@ -333,7 +333,8 @@ else:
 # * The released model is evaluated as the official code does (test size 800-1333, street views
 #   1024-2560; semantic inference after resizing the masks to the image).
 # * Mask AP (Tables 1, 2) is computed with pycocotools on the panoptic ground truth's thing segments
-#   (crowds left out) instead of the separate COCO-format instance files the official evaluation reads.
+#   (crowds as ignore regions) instead of the separate COCO-format instance files the official evaluation
+#   reads.
 # * mIoU on the panoptic sets uses the semantic masks derived from the panoptic ones (every segment, crowds
 #   included), as the official COCO preparation writes them; for Mapillary Vistas the official code reads
 #   the dataset's own `labels/` PNGs, which hold the same classes.
