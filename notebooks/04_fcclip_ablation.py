@@ -104,8 +104,7 @@ if runner.toy or runner.retrain_on("coco"):  # real: both variants retrained on 
             rows6.append({"row": row, "seed": seed, **{k: 100 * v for k, v in r.items()}})
             for column, key in (("PQ", "pq"), ("PQ seen", "seen_pq"), ("PQ unseen", "unseen_pq")):
                 record.add(100 * r[key], paper="fc_clip", table="Table 6", row=row, column=column,
-                           weights="toy" if runner.toy else "retrained", seed=seed, dataset=TEST6,
-                           **runner.images_note(TEST6))
+                           weights="toy" if runner.toy else "retrained", seed=seed, **runner.context(TEST6))
     table6 = pd.DataFrame(rows6)
     display(table6.groupby("row", sort=False)[["pq", "seen_pq", "unseen_pq", "miou_unseen"]].agg(["mean", "std"]).round(1))
     _ = judge_pairs(table6, "row", [("frozen / frozen / frozen", "trainable / trainable / frozen", "unseen_pq"),

@@ -81,36 +81,25 @@ PANOPTIC_SETS = runner.profile.get("fcclip.panoptic.columns", list(PANOPTIC_COLU
 
 # %%
 KINDS = {"in-vocabulary": "in", "out-of-vocabulary": "out", "ensemble": "geometric"}
+# toy: the shifted world stands in for ADE20K, the toy test scenes for COCO; real: ADE20K and COCO panoptic val
+SETS = ({"ADE20K": "toy-shifted", "COCO": "toy"} if runner.toy else
+        {c: PANOPTIC_COLUMNS[c] for c in ("ADE20K", "COCO") if c in PANOPTIC_SETS})
 rows = []
-if runner.toy:
-    SETS = {"ADE20K": "toy-shifted", "COCO": "toy"}
-    for seed in SEEDS:
-        e = Experiment("frozen", seed)
-        for column, name in SETS.items():
-            out = runner.outputs(e, name)
-            for label, kind in KINDS.items():
-                r = runner.score(out, name, kind, instances=kind == "geometric")
-                rows.append({"test set": column, "classifier": label, "seed": seed, **{k: 100 * v for k, v in r.items()}})
-                if kind == "geometric":
-                    for metric, key in (("PQ", "pq"), ("AP", "ap"), ("mIoU", "miou")):
-                        record.add(100 * r[key], paper="fc_clip", table="Table 1", row="FC-CLIP",
-                                   column=f"{column} {metric}", weights=WEIGHTS, seed=seed, dataset=name)
-    table1 = pd.DataFrame(rows)
-    display(table1.groupby(["test set", "classifier"], sort=False)[
-        ["pq", "seen_pq", "unseen_pq", "miou", "miou_unseen", "ap"]].agg(["mean", "std"]).round(1))
-else:  # ADE20K panoptic (zero-shot) and COCO panoptic val (the training dataset)
-    for column in [c for c in ("ADE20K", "COCO") if c in PANOPTIC_SETS]:
-        name = PANOPTIC_COLUMNS[column]
-        out = runner.outputs(Experiment("frozen", SEEDS[0]), name)
+for seed in SEEDS:
+    e = Experiment("frozen", seed)
+    for column, name in SETS.items():
+        out = runner.outputs(e, name)
         for label, kind in KINDS.items():
             r = runner.score(out, name, kind, instances=kind == "geometric")
-            rows.append({"test set": column, "classifier": label, "seed": SEEDS[0], **{k: 100 * v for k, v in r.items()}})
+            rows.append({"test set": column, "classifier": label, "seed": seed, **{k: 100 * v for k, v in r.items()}})
             if kind == "geometric":
                 for metric, key in (("PQ", "pq"), ("AP", "ap"), ("mIoU", "miou")):
-                    record.add(100 * r[key], paper="fc_clip", table="Table 1", row="FC-CLIP", column=f"{column} {metric}",
-                               weights=WEIGHTS, seed=SEEDS[0], **runner.images_note(name))
-    table1 = pd.DataFrame(rows)
-    display(table1.set_index(["test set", "classifier"])[["pq", "seen_pq", "unseen_pq", "miou", "ap"]].round(1))
+                    record.add(100 * r[key], paper="fc_clip", table="Table 1", row="FC-CLIP",
+                               column=f"{column} {metric}", weights=WEIGHTS, seed=seed, **runner.context(name))
+table1 = pd.DataFrame(rows)
+if rows:
+    display(table1.groupby(["test set", "classifier"], sort=False)[
+        ["pq", "seen_pq", "unseen_pq", "miou", "miou_unseen", "ap"]].agg(["mean", "std"]).round(1))
 display(paper_vs_ours(record, "fc_clip", "Table 1", PROFILE))
 
 # %% [markdown]
@@ -155,7 +144,7 @@ else:
         r = runner.score(out, name, panoptic=False)
         rows3.append({"column": column, "seed": SEEDS[0], **{k: 100 * v for k, v in r.items()}})
         record.add(100 * r["miou"], paper="fc_clip", table="Table 3", row="FC-CLIP", column=column, weights=WEIGHTS,
-                   seed=SEEDS[0], **runner.images_note(name))
+                   seed=SEEDS[0], **runner.context(name))
         record.metric(f"{column}: mIoU, detectron2-0.6 rule", 100 * r["miou_d2_06"], seed=SEEDS[0])
 table3 = pd.DataFrame(rows3)
 display(table3.groupby("column", sort=False)[["miou", "miou_d2_06", "miou_seen", "miou_unseen"]].agg(["mean", "std"]).round(1))
@@ -183,13 +172,13 @@ for seed in SEEDS:
             name = PANOPTIC_COLUMNS[column]
             r = runner.score(runner.outputs(e, name), name, grounding=True)
             record.add(100 * r["pq"], paper="fc_clip", table="Table 7", row="FC-CLIP",
-                       column=f"grounding PQ {column}", weights=WEIGHTS, seed=seed, **runner.images_note(name))
+                       column=f"grounding PQ {column}", weights=WEIGHTS, seed=seed, **runner.context(name))
             rows7.append({"seed": seed, "column": column, "grounding PQ": 100 * r["pq"]})
         for column in columns:
             name = SEMANTIC[column]
             r = runner.score(runner.outputs(e, name), name, panoptic=False, grounding=True)
             record.add(100 * r["miou"], paper="fc_clip", table="Table 7", row="FC-CLIP",
-                       column=f"grounding mIoU {column}", weights=WEIGHTS, seed=seed, **runner.images_note(name))
+                       column=f"grounding mIoU {column}", weights=WEIGHTS, seed=seed, **runner.context(name))
             rows7.append({"seed": seed, "column": column, "grounding mIoU": 100 * r["miou"]})
 display(pd.DataFrame(rows7).round(1))
 display(paper_vs_ours(record, "fc_clip", "Table 7", PROFILE))
@@ -204,19 +193,21 @@ display(paper_vs_ours(record, "fc_clip", "Table 7", PROFILE))
 GRID = [(0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (0.5, 0.6), (0.5, 0.7), (0.5, 0.8), (0.4, 0.6),
         (0.4, 0.7), (0.4, 0.8), (0.4, 0.9)]
 rows8 = []
-if runner.toy:
+SET8 = "toy-shifted" if runner.toy else "ade20k-panoptic"  # the stored forward passes, scored for every setting
+if runner.toy or "ADE20K" in PANOPTIC_SETS:
     for seed in SEEDS:
-        out = runner.outputs(Experiment("frozen", seed), "toy-shifted")
+        out = runner.outputs(Experiment("frozen", seed), SET8)
         for a, b in GRID:
             for kind in ("arithmetic", "geometric"):
-                r = runner.score(out, "toy-shifted", kind, a, b)
+                r = runner.score(out, SET8, kind, a, b)
                 label = f"alpha={a} beta={b}"
                 rows8.append({"setting": label, "alpha": a, "beta": b, "ensemble": kind, "seed": seed,
                               **{k: 100 * v for k, v in r.items()}})
                 record.add(100 * r["pq"], paper="fc_clip", table="Table 8", row=label, column=kind, weights=WEIGHTS,
-                           seed=seed, dataset="toy-shifted")
+                           seed=seed, **runner.context(SET8))
     table8 = pd.DataFrame(rows8)
     display(table8.pivot_table(index="setting", columns="ensemble", values=["pq", "unseen_pq"], sort=False).round(1))
+if runner.toy:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for ax, kind in zip(axes, ("arithmetic", "geometric")):
         grid = table8[table8["ensemble"] == kind].pivot_table(index="alpha", columns="beta", values="pq")
@@ -228,17 +219,6 @@ if runner.toy:
                                      ("alpha=0.4 beta=0.8", "alpha=1.0 beta=1.0", "pq")], record, table="Table 8")
     final = table8[table8["setting"] == "alpha=0.4 beta=0.8"]
     _ = judge_pairs(final, "ensemble", [("geometric", "arithmetic", "pq")], record, table="Table 8")
-elif "ADE20K" in PANOPTIC_SETS:  # the released model's stored ADE20K forward pass, scored for every setting
-    out = runner.outputs(Experiment("frozen", SEEDS[0]), "ade20k-panoptic")
-    for a, b in GRID:
-        for kind in ("arithmetic", "geometric"):
-            r = runner.score(out, "ade20k-panoptic", kind, a, b)
-            label = f"alpha={a} beta={b}"
-            rows8.append({"setting": label, "ensemble": kind, **{k: 100 * v for k, v in r.items()}})
-            record.add(100 * r["pq"], paper="fc_clip", table="Table 8", row=label, column=kind, weights=WEIGHTS,
-                       seed=SEEDS[0], **runner.images_note("ade20k-panoptic"))
-    display(pd.DataFrame(rows8).pivot_table(index="setting", columns="ensemble", values=["pq", "unseen_pq"],
-                                            sort=False).round(1))
 display(paper_vs_ours(record, "fc_clip", "Table 8", PROFILE))
 
 # %% [markdown]
@@ -262,8 +242,7 @@ if runner.toy or runner.retrain_on("coco"):
             curves.append({"seed": seed, "step": step, "PQ": 100 * pq})
         for policy, e in (("last", last), ("best-ade-pq", best)):
             row = {"policy": policy, "seed": seed, "step": runner.select(e)}
-            for column, name in ((("ADE20K", "toy-shifted"), ("COCO", "toy")) if runner.toy else
-                                 [(c, PANOPTIC_COLUMNS[c]) for c in ("ADE20K", "COCO") if c in PANOPTIC_SETS]):
+            for column, name in SETS.items():  # Table 1's test sets
                 r = runner.score(runner.outputs(e, name), name)
                 row.update({f"{column} PQ": 100 * r["pq"], f"{column} mIoU": 100 * r["miou"]})
                 record.metric(f"checkpoint {policy}: {column} PQ", 100 * r["pq"], seed=seed)
@@ -295,7 +274,7 @@ if not runner.toy:
         metrics = [("PQ", "pq"), ("SQ", "sq"), ("RQ", "rq"), ("mIoU", "miou")] + ([("AP", "ap")] if column == "Cityscapes" else [])
         for metric, key in metrics:
             record.add(100 * r[key], paper="fc_clip", table="Table 2", row="FC-CLIP", column=f"{column} {metric}",
-                       weights=WEIGHTS, seed=SEEDS[0], **runner.images_note(name))
+                       weights=WEIGHTS, seed=SEEDS[0], **runner.context(name))
     display(pd.DataFrame(rows2).round(1))
     display(paper_vs_ours(record, "fc_clip", "Table 2", PROFILE))
 else:
@@ -315,10 +294,10 @@ if not runner.toy and runner.retrain_on("ade20k"):
     e5 = Experiment("frozen", SEEDS[0], train="ade20k")
     runner.train_all([e5])
     for column, name in (("COCO", "coco-panoptic"), ("ADE20K", "ade20k-panoptic")):
-        r = runner.score(runner.outputs(e5, name), name)
+        r = runner.score(runner.outputs(e5, name), name, train="ade20k")  # seen: ADE20K's classes
         for metric, key in (("PQ", "pq"), ("SQ", "sq"), ("RQ", "rq")):
             record.add(100 * r[key], paper="fc_clip", table="Table 5", row="FC-CLIP", column=f"{column} {metric}",
-                       weights="retrained", seed=SEEDS[0], **runner.images_note(name))
+                       weights="retrained", seed=SEEDS[0], **runner.context(name))
     display(paper_vs_ours(record, "fc_clip", "Table 5", PROFILE))
 else:
     registry = compare([], ["fc_clip"])

@@ -147,9 +147,10 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False), None
 
 
-def _save_atomic(payload: dict, path: Path) -> None:
+def save_atomic(payload, path: Path) -> None:
+    """``torch.save`` through a temporary file: processes side by side never read half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
@@ -214,7 +215,7 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
         if step < config.iterations:  # a finished run never resumes: its optimizer state (2x the weights) is dropped
             payload.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=torch.get_rng_state(),
                            cuda_rng=torch.cuda.get_rng_state() if device.type == "cuda" else None)
-        _save_atomic(payload, path)
+        save_atomic(payload, path)
 
     end = config.iterations if stop_after is None else min(config.iterations, stop_after)
     t0 = time.perf_counter()
@@ -248,7 +249,7 @@ def fit(module: nn.Module, loss_fn: Callable[[int, int], torch.Tensor], config: 
             bar.set_postfix(loss=f"{total:.4f}")
         done = step + 1
         if keep_every and run_dir is not None and (done % keep_every == 0 or done == config.iterations):
-            _save_atomic({"step": done, "module": module.state_dict()}, run_dir / SNAPSHOTS / f"step-{done:07d}.pt")
+            save_atomic({"step": done, "module": module.state_dict()}, run_dir / SNAPSHOTS / f"step-{done:07d}.pt")
         if done % config.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()

@@ -192,6 +192,14 @@ def cityscapes(root: str | Path, seed: int = 0) -> dict[str, list[int]]:
     return scenes
 
 
+def _halves(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rectangle's top and bottom halves (split at its middle row): two instances of one thing."""
+    ys, _ = np.nonzero(region)
+    top = region.copy()
+    top[(ys.min() + ys.max() + 1) // 2:] = False
+    return top, region & ~top
+
+
 def _cityscapes_instances(labels: np.ndarray, index: int) -> np.ndarray:
     """``*_gtFine_instanceIds.png`` for a label-id mask: each thing rectangle (label id >= 24) split into two
     instances (``label * 1000 + k``) down its middle row, except in every third image, where the lower half
@@ -200,13 +208,9 @@ def _cityscapes_instances(labels: np.ndarray, index: int) -> np.ndarray:
     for label in np.unique(labels).tolist():
         if label < 24:
             continue
-        ys, _ = np.nonzero(labels == label)
-        middle = (ys.min() + ys.max() + 1) // 2
-        region = labels == label
-        top = region.copy()
-        top[middle:] = False
+        top, bottom = _halves(labels == label)
         out[top] = label * 1000
-        out[region & ~top] = label if index % 3 == 0 else label * 1000 + 1
+        out[bottom] = label if index % 3 == 0 else label * 1000 + 1
     return out
 
 
@@ -338,13 +342,7 @@ def _panoptic_scene(rng: np.random.Generator, cats: list[tuple[int, bool]], size
     first_thing = True
     for k, (cat, thing) in enumerate(cats):
         region = mask == k + 1
-        parts = [region]
-        if thing:
-            ys, _ = np.nonzero(region)
-            middle = (ys.min() + ys.max() + 1) // 2
-            top = region.copy()
-            top[middle:] = False
-            parts = [top, region & ~top]
+        parts = _halves(region) if thing else (region,)
         for j, part in enumerate(parts):
             sid = 1000 * (k + 1) + j + 1  # ids as large as real ones use the G channel too
             segments[part] = sid
@@ -428,11 +426,7 @@ def ade20k_panoptic(root: str | Path) -> dict[str, int]:
             for c in np.unique(semantic).tolist():
                 if c not in to_instance:
                     continue
-                region = semantic == c
-                ys, xs = np.nonzero(region)
-                middle = (ys.min() + ys.max() + 1) // 2
-                for part in (region & (np.arange(semantic.shape[0])[:, None] < middle),
-                             region & (np.arange(semantic.shape[0])[:, None] >= middle)):
+                for part in _halves(semantic == c):
                     inst[part, 0], inst[part, 1] = to_instance[c], next_id
                     next_id += 1
             stuff = [c for c in np.unique(semantic).tolist() if c and c not in to_instance]

@@ -238,6 +238,7 @@ class TextClassifier:
     def __init__(self, clip, templates: str = "vild", store=None):
         self.clip, self.templates = clip, templates
         self.store = None if store is None else Path(store)
+        self._fingerprint: str | None = None  # of the CLIP's weights, for the file names in ``store``
         self._cache: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
 
     def __call__(self, class_names) -> tuple[torch.Tensor, list[int]]:
@@ -249,13 +250,10 @@ class TextClassifier:
             else:
                 synonyms = [s for group in key[1:] for s in group]
                 embeddings = self.clip.embed_text(synonyms, templates=self.templates)
-                if path is not None:  # atomically: processes side by side never read half a file
-                    import os
+                if path is not None:
+                    from ..train import save_atomic
 
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(f".tmp{os.getpid()}")
-                    torch.save(embeddings.cpu(), tmp)
-                    os.replace(tmp, path)
+                    save_atomic(embeddings.cpu(), path)
             self._cache[key] = (embeddings, [len(g) for g in key[1:]])
         return self._cache[key]
 
@@ -267,7 +265,7 @@ class TextClassifier:
 
         from ..cache import weights_fingerprint
 
-        if not hasattr(self, "_fingerprint"):
+        if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.clip.model)
         digest = hashlib.sha1(json.dumps([self._fingerprint, key]).encode()).hexdigest()[:20]
         return self.store / f"text-{digest}.pt"

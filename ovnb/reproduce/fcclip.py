@@ -122,7 +122,7 @@ class Runner:
     each sentence costs the real text tower ~65 ms on a CPU), ``eval_images``; retraining on real data:
     ``fcclip.retrain`` (a list of ``coco`` / ``ade20k``; default none: the released weights),
     ``fcclip.checkpoint`` (``last`` or ``best-ade-pq``), ``fcclip.keep_every`` (steps between kept
-    weights for ``best-ade-pq``, default 5000), ``fcclip.crop`` (LSJ crop, default 1024); notebooks:
+    weights for ``best-ade-pq``, default 5000), ``fcclip.crop`` (LSJ crop, default 1024), ``fcclip.batch_size`` (default 16); notebooks:
     ``fcclip.panoptic.columns``, ``fcclip.table3.columns``, ``fcclip.table9.sizes`` / ``.columns``."""
 
     def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False,
@@ -191,9 +191,11 @@ class Runner:
         return {"toy": "toy", "random": "random"}.get(self.profile.weights,
                                                       "retrained" if self.retrain_on("coco") else "released")
 
-    def images_note(self, name: str) -> dict:
-        """``{"images": n}`` for a run record when a profile scores a subset of test set ``name``."""
-        return {"images": len(self.indices(self.dataset(name)))} if self.eval_images and not self.toy else {}
+    def context(self, name: str) -> dict:
+        """What a run record says about test set ``name``: its name, and ``images`` when a profile scores a
+        subset of it."""
+        subset = self.eval_images and not self.toy
+        return {"dataset": name, **({"images": len(self.indices(self.dataset(name)))} if subset else {})}
 
     # -- models ------------------------------------------------------------------------------------
     def clip(self):
@@ -208,14 +210,13 @@ class Runner:
 
     def settings(self) -> fc.TrainSettings:
         """Toy: ``TOY_SETTINGS``; paper: the official schedule; quick / dryrun: the official one scaled to
-        ``train_iterations`` (dryrun also crops at ``fcclip.crop`` px instead of 1024, batch ``batch_size``)."""
+        ``train_iterations``, with the profile keys ``fcclip.crop`` / ``fcclip.batch_size`` where set (the
+        dry run: 64-px crops, one image)."""
         if self.toy:
             return fc.TrainSettings.scaled(self.iterations, **TOY_SETTINGS)
         if self.profile.name == "paper":
             return fc.TrainSettings()
-        extra = {"crop": int(self.profile.get("fcclip.crop"))} if self.profile.get("fcclip.crop") else {}
-        if self.profile.name == "dryrun":
-            extra["batch_size"] = int(self.profile.batch_size)
+        extra = {k: int(self.profile.get(f"fcclip.{k}")) for k in ("crop", "batch_size") if self.profile.get(f"fcclip.{k}")}
         return fc.TrainSettings.scaled(self.iterations, **extra)
 
     @property
@@ -289,26 +290,22 @@ class Runner:
         weights (``dryrun``). ``e.checkpoint`` picks the weights of the run (``select``)."""
         if e in self.models:
             return self.models[e]
+        picked = e
         if not self.toy and self.retrain_on(e.train) and e.checkpoint == "last":
-            e_policy = replace(e, checkpoint=self.checkpoint_policy)  # real retraining: the profile's policy
-            if e_policy != e:
-                self.models[e] = self.model(e_policy)
-                return self.models[e]
-        if e.checkpoint != "last":  # the run's weights at the step the policy picks (selection done first)
-            step = self.select(e)
-            self.models[e] = self._snapshot_model(e, step)
-            return self.models[e]
-        model = self.build(e)
-        if self.toy or self.retrain_on(e.train):
-            self._train(model, e.run)
-        elif e.train != "coco":
-            raise ValueError(f"no released FC-CLIP is trained on {e.train}: retrain it (profile key "
-                             f"fcclip.retrain: [{e.train}])")
-        elif self.profile.weights != "random":
-            fc.load_weights(model, self.released_weights())
-        model.eval()
-        self.models[e] = model
-        return model
+            picked = replace(e, checkpoint=self.checkpoint_policy)  # real retraining: the profile's policy
+        if picked.checkpoint != "last":  # the run's weights at the step the policy picks
+            model = self._snapshot_model(picked, self.select(picked))
+        else:
+            model = self.build(e)
+            if self.toy or self.retrain_on(e.train):
+                self._train(model, e)
+            elif e.train != "coco":
+                raise ValueError(f"no released FC-CLIP is trained on {e.train}: retrain it (profile key "
+                                 f"fcclip.retrain: [{e.train}])")
+            elif self.profile.weights != "random":
+                fc.load_weights(model, self.released_weights())
+        self.models[e] = model.eval()
+        return self.models[e]
 
     def training_data(self, train: str):
         """The training set: toy scenes (unseen classes void), COCO panoptic train2017 or ADE20K panoptic training."""

@@ -30,8 +30,8 @@ def convert(base: Path, image_set: str, progress: bool = True) -> Path:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from ...data.semseg import split
     from ..panoptic import ade20k_categories, convert_ade20k, id_to_rgb
+    from ..semseg import split
 
     tag = SETS[image_set]
     out_dir = base / f"ade20k_panoptic_{tag}"
