@@ -97,6 +97,8 @@ def status_page(df: pd.DataFrame, figure: str | None, claims: pd.DataFrame | Non
         "benchmark subsets) or `paper` (real weights, full protocol). Smoke runs never count. A value",
         "computed over several training seeds reads `mean ± sd (n seeds)`; its delta is the mean's.",
         "Paper values come from `ovnb/papers/*.yaml`, ours from the run records in `build/results/`.",
+        "The four methods side by side, under one protocol rather than each paper's, are on the",
+        "[Benchmark](benchmark) page.",
         "",
         "```{raw} html",
         summary.to_html(classes="ovnb-summary", border=0),
@@ -156,6 +158,78 @@ def environment_page(profile: str) -> str:
     return "\n".join(lines)
 
 
+BENCHMARK_NOTEBOOK = "05_benchmark"
+
+
+def benchmark_page(records: list[dict]) -> str:
+    """The cross-paper benchmark from the run records of ``05_benchmark`` (one section per profile):
+    quality per method and entry (``mean ± sd (n)``, n = distinct weights), each method's own paper
+    number where its paper reported that cell, the cost measured in the same run, the claims judged, and
+    the protocol differences to each paper. Nothing here is typed: every number is a record's or a
+    paper table's (``ovnb/papers/*.yaml``)."""
+    from .reproduce import crosspaper
+
+    lines = [
+        "# Benchmark: four methods, one protocol",
+        "",
+        "The book's four methods on the same images, the same vocabulary, the same seen/unseen split and the",
+        "same metric code (`ovnb.reproduce.crosspaper`; the notebook is *Four methods, one benchmark*). These",
+        "are **not paper reproductions** (those are on the [reproduction status](status) page): each paper",
+        "uses its own protocol, listed at the end. Every number is labelled with the profile it came from and",
+        "its weights source; `toy` numbers show orderings in the toy world, not real-world values, and",
+        "`smoke` / `dryrun` numbers only show that the code ran.",
+        "",
+    ]
+    ours = [r for r in records if r["notebook"] == BENCHMARK_NOTEBOOK]
+    if not ours:
+        lines += ["The benchmark has not been run yet: `ovnb run 05_benchmark --profile toy`.", ""]
+    order = {p: i for i, p in enumerate(("paper", "quick", "toy", "dryrun", "smoke"))}
+    for rec in sorted(ours, key=lambda r: order.get(r["profile"], 9)):
+        quality = [m for m in rec["metrics"] if m.get("context", {}).get("kind") == "quality"]
+        cost = [m for m in rec["metrics"] if m.get("context", {}).get("kind") == "cost"]
+        lines += [f"## Profile `{rec['profile']}`", "",
+                  f"Run of {rec['started']} (git {rec['environment'].get('git_sha') or 'unknown'}, device "
+                  f"{rec['environment'].get('device', 'unknown')}), seeds {rec['seeds']}.", ""]
+        if quality:
+            frame = pd.DataFrame([{**m["context"], "value": m["value"], "seed": m["seed"]} for m in quality])
+            cells = {}
+            for (method, entry, metric), group in frame.groupby(["method", "entry", "metric"], sort=False):
+                spread = results.aggregate(group["value"].tolist())
+                text = results.format_spread(spread.mean, spread.sd, spread.n) if spread.n > 1 else _fmt(spread.mean)
+                paper = crosspaper.PAPER_CELLS.get((method, entry, metric))
+                if paper is not None:
+                    text += f" [paper: {_fmt(papers.cell(*paper).value)}]"
+                weights = group["weights"].iloc[0]
+                cells[(entry, f"{method} ({weights})"), metric] = text
+            table = pd.Series(cells).unstack()
+            table = table[[m for m in crosspaper.METRICS if m in table.columns]].fillna("")
+            table.index = pd.MultiIndex.from_tuples(table.index, names=["entry", "method (weights)"])
+            lines += ["### Quality (%)", "",
+                      "`mean ± sd (n)` over distinct weights; `[paper: x]` is the method's own paper number for that",
+                      "cell, in **its paper's protocol**.", "",
+                      "```{raw} html", table.to_html(classes="ovnb-benchmark", border=0), "```", ""]
+        if cost:
+            frame = pd.DataFrame([{**m["context"], "value": m["value"]} for m in cost])
+            table = frame.pivot_table(index="method", columns="quantity", values="value", sort=False)
+            table = table[[c for c in crosspaper.COST_COLUMNS if c in table.columns]]
+            device = frame["device"].iloc[0] if "device" in frame else "unknown"
+            lines += ["### Cost", "",
+                      f"Measured in the same run, one method after the other, on `{device}`: parameters in millions",
+                      "(trainable; total with the frozen encoders), training time in this profile, median and first",
+                      "seconds per image, peak memory (weights + working memory).", "",
+                      "```{raw} html", table.map(_fmt).to_html(classes="ovnb-benchmark", border=0), "```", ""]
+        claims = [c for c in rec.get("claims", [])]
+        if claims:
+            lines += ["### Rankings judged", ""]
+            lines += [f"- {c['context'].get('entry')}, {c['context'].get('metric')}: `{c['claim']}` "
+                      f"**{c['verdict']}**" for c in claims]
+            lines += [""]
+    lines += ["## How this benchmark differs from each paper", ""]
+    for method, items in crosspaper.DIFFERENCES.items():
+        lines += [f"**{method}**", ""] + [f"- {item}" for item in items] + [""]
+    return "\n".join(lines)
+
+
 def assemble(profile: str, book: Path | None = None) -> Path:
     """Copy executed notebooks and write the generated pages; returns the book folder."""
     import matplotlib
@@ -180,6 +254,7 @@ def assemble(profile: str, book: Path | None = None) -> Path:
     plt.close(ax.figure)
     (gen / "status.md").write_text(status_page(df, fig_name, results.claims_frame()))
     (gen / "environment.md").write_text(environment_page(profile))
+    (gen / "benchmark.md").write_text(benchmark_page(results.load_records()))
     return book
 
 

@@ -457,3 +457,22 @@ def toy(split_name: str = "toy-zero-shot", world_split: str = "train", images: i
         index = build_dir() / "cache" / f"toy-seen-{name}-{images}-{seed}.json"
         index.parent.mkdir(parents=True, exist_ok=True)
     return _finish(ds, training, index)
+
+
+#: the standard test set of each semantic benchmark split, as the cross-paper benchmark reads it
+TEST_SETS = {
+    "coco-stuff-171": lambda root: coco_stuff(root, "val2017"),
+    "voc-20": lambda root: voc(root, "val"),
+    "pascal-context-59": lambda root: pascal_context(root, "val", 59),
+    "pascal-context-459": lambda root: pascal_context(root, "val", 459),
+    "ade20k-150": lambda root: ade20k(root, "validation"),
+    "ade20k-847": lambda root: ade20k_full(root, "validation"),
+    "cityscapes-19": lambda root: cityscapes(root, "val"),
+}
+
+
+def test_set(name: str, root: str | Path) -> SemSegImages:
+    """The validation images of split ``name`` (``TEST_SETS``) under ``root``."""
+    if name not in TEST_SETS:
+        raise ValueError(f"no test set for split {name!r}; valid: {', '.join(TEST_SETS)}")
+    return TEST_SETS[name](root)

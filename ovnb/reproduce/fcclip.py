@@ -44,7 +44,7 @@ from .fusioner import _resolve
 TOY_CLIP = "toy-clip-convnext"
 REAL_CLIP = "clip-convnext-large-d-320"
 TOY_SPLIT = "toy-zero-shot"
-TOY_TRAIN_IMAGES = 2000
+TOY_TRAIN_IMAGES = 3000  # the same training scenes as SimBaseline (the cross-paper benchmark compares them)
 TOY_TEST_IMAGES = 200
 TOY_TEST_SIZE = 128
 TOY_ITERATIONS = 500

@@ -163,17 +163,8 @@ class Runner:
 
     def clip_choice(self, sample, dataset, min_probability: float = CLIP_CHOICE["min_probability"],
                     limit: int = CLIP_CHOICE["limit"]) -> list[int]:
-        """The CLIP's multi-label choice for one image (see the module docstring), background excluded."""
-        names = list(dataset.class_names)
-        keep = [i for i, n in enumerate(names) if n != "background"]
-        clip = self.clip()
-        text = clip.embed_text([names[i] for i in keep], "photo")
-        with torch.no_grad():
-            image = clip.embed_image(sample["image"][None])
-        p = torch.softmax(clip.logit_scale() * image.float() @ text.float().T, dim=-1)[0].cpu()
-        order = torch.argsort(p, descending=True, stable=True).tolist()[:limit]
-        chosen = [keep[j] for j in order if p[j] >= min_probability]
-        return chosen or [keep[order[0]]]
+        """The CLIP's multi-label choice for one image (``clip_choice``), background excluded."""
+        return clip_choice(self.clip(), sample["image"], list(dataset.class_names), min_probability, limit)
 
     def candidates(self, sample, dataset, kind: str, name: str | None = None) -> list[int] | None:
         """One image's candidate classes of ``kind`` (``CANDIDATES``; ``"all"``: None)."""
@@ -340,6 +331,22 @@ class Runner:
         unseen = [u for u in semseg.split(STANDARD[name]).unseen if u < c - 1] if name in STANDARD else []
         return {"paper": 100 * paper.miou(pm), "standard": 100 * miou(sm, list(range(c - 1))),
                 "unseen": 100 * miou(sm, unseen) if unseen else float("nan")}
+
+
+@torch.no_grad()
+def clip_choice(clip, image: torch.Tensor, names, min_probability: float = CLIP_CHOICE["min_probability"],
+                limit: int = CLIP_CHOICE["limit"]) -> list[int]:
+    """The candidate classes of one image ``[3, H, W]`` chosen by a CLIP from the vocabulary ``names``
+    alone (the module docstring's ``"clip"`` lists): every class whose softmax probability over the
+    vocabulary ("a photo of a {}.") reaches ``min_probability``, at most ``limit``, at least the most
+    likely one; a class named ``background`` is never chosen."""
+    keep = [i for i, n in enumerate(names) if n != "background"]
+    text = clip.embed_text([names[i] for i in keep], "photo")
+    picture = clip.embed_image(image[None])
+    p = torch.softmax(clip.logit_scale() * picture.float() @ text.float().T, dim=-1)[0].cpu()
+    order = torch.argsort(p, descending=True, stable=True).tolist()[:limit]
+    chosen = [keep[j] for j in order if p[j] >= min_probability]
+    return chosen or [keep[order[0]]]
 
 
 def scramble(labels: torch.Tensor, classes: list[int], shift: int = 1) -> torch.Tensor:
