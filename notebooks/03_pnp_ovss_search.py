@@ -47,8 +47,8 @@ SEEDS: list[int] | None = None  # the search's random draws and (toy) its scenes
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
 CACHE_DIR = "build/cache"  # unused: PnP-OVSS caches nothing
-ITERATIONS = None  # random-search draws of the first stage; None: 3 x 34 as the paper (toy: 34; its grid has 80 points)
-SEARCH_IMAGES = None  # images the reward is summed over; None: the profile's eval_images (toy: 64)
+ITERATIONS = None  # random-search draws of the first stage; None: pnp_ovss.search_iterations, else 3 x 34 as the paper (toy: 34; its grid has 80 points)
+SEARCH_IMAGES = None  # images the reward is summed over; None: the profile's pnp_ovss.search_images, else eval_images (toy: 64)
 
 # %%
 import random
@@ -74,12 +74,12 @@ SPACE = (R.BLIP_SPACE if not runner.toy else
          dict(layer=list(range(1, base.vlm.layers + 1)), head=list(range(1, base.vlm.heads + 1)),
               threshold=R.BLIP_SPACE["threshold"]))
 cap = runner.profile.get("pnp_ovss.grid_per_row")  # the dry run: a smaller grid, the path only
-iterations = ITERATIONS or (34 if runner.toy else 3 * 34)
+iterations = ITERATIONS or runner.profile.get("pnp_ovss.search_iterations", 34 if runner.toy else 3 * 34)
 BLUR = R.BLUR_SPACE[:cap] if cap else R.BLUR_SPACE
 if cap:
     SPACE = {k: v[:cap] for k, v in SPACE.items()}
     iterations = min(iterations, cap)
-n_images = SEARCH_IMAGES or (64 if runner.toy else runner.eval_images) or None
+n_images = SEARCH_IMAGES or runner.profile.get("pnp_ovss.search_images", 64 if runner.toy else runner.eval_images) or None
 print(f"{runner.vlm}, reward CLIP {runner.clip().info.name}; grid {' x '.join(str(len(v)) for v in SPACE.values())}, "
       f"{iterations} draws; seeds {SEEDS}")
 registry = compare([], ["pnp_ovss"])

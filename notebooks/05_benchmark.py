@@ -33,9 +33,11 @@
 #
 # **Real profiles** (`quick`, `paper`): COCO-Stuff-171 (156/15), VOC-20, Pascal Context-59 and
 # ADE20K-150 (`crosspaper.datasets` adds ADE20K-847 and Pascal Context-459); SimBaseline and FC-CLIP with
-# their **released** weights, Fusioner **retrained** on COCO-Stuff's seen classes. Prepare the data with
-# `ovnb data prepare coco-stuff-164k voc2012 pascal-context ade20k-150 --root data` (or
-# `PREPARE_DATA = True`); FC-CLIP's checkpoint goes to `DATA_ROOT/checkpoints/fcclip_cocopan.pth`.
+# their **released** weights, Fusioner **retrained** on COCO-Stuff's seen classes. On Colab set
+# `PREPARE_DATA = True` in the parameters cell and the notebook prepares what it misses under `DATA_ROOT`,
+# or prepare it first in a cell: `!ovnb data prepare coco-stuff-164k voc2012 pascal-context ade20k-150 --root data`
+# (`paper` also reads `ade20k-847`, which needs a registration). FC-CLIP's checkpoint goes to
+# `DATA_ROOT/checkpoints/fcclip_cocopan.pth` (the FC-CLIP notebooks print where to get it).
 #
 # These numbers are **not paper reproductions**: the protocol differences to each paper are listed
 # below and on the Benchmark page, and every number carries its profile and weights source.

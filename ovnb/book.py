@@ -217,7 +217,8 @@ def benchmark_page(records: list[dict]) -> str:
                       f"Measured in the same run, one method after the other, on `{device}`: parameters in millions",
                       "(trainable; total with the frozen encoders), training time in this profile, median and first",
                       "seconds per image, peak memory (weights + working memory).", "",
-                      "```{raw} html", table.map(_fmt).to_html(classes="ovnb-benchmark", border=0), "```", ""]
+                      "```{raw} html", table.apply(lambda column: column.map(_fmt)).to_html(classes="ovnb-benchmark",
+                                                                                           border=0), "```", ""]
         claims = [c for c in rec.get("claims", [])]
         if claims:
             lines += ["### Rankings judged", ""]

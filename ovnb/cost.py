@@ -8,7 +8,8 @@
     process holds on the device at the peak, the model's weights included;
   - **CPU** (Linux): the process's peak resident set (``VmHWM``), reset first by writing ``5`` to
     ``/proc/self/clear_refs``, minus the resident set before: the memory the calls added on top of
-    what was loaded already. ``peak_mib`` adds the model's own parameter and buffer bytes, so that both
+    what was loaded already. Free heap pages are handed back first (``malloc_trim``), or the calls
+    would reuse them unseen. ``peak_mib`` adds the model's own parameter and buffer bytes, so that both
     devices report weights + working memory. Elsewhere (no ``/proc``) the peak is NaN.
 
 Timing is wall-clock per call; ``median_s`` is robust to the first call's one-off costs (text
@@ -61,8 +62,25 @@ def _status_kib(field: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc ``malloc_trim``), so that memory a later
+    call needs shows up as new resident pages instead of reusing pages freed earlier (which would make
+    its working memory invisible). Does nothing where the C library has no ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_cpu_peak() -> bool:
-    """Reset the process's peak resident set to the current one; False where the system cannot."""
+    """Reset the process's peak resident set to the current one (after ``release_free_memory``); False
+    where the system cannot."""
+    release_free_memory()
     try:
         _CLEAR.write_text("5")
     except OSError:

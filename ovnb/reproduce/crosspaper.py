@@ -124,7 +124,8 @@ DIFFERENCES = {
         "The paper evaluates few-shot folds (PASCAL-5i, COCO-20i): one queried class per episode, mIoU over "
         "a fold's classes. No semantic-segmentation number of Fusioner exists, so no paper number stands beside ours.",
         "Trained here on the benchmark's seen classes with every seen class name queried at once (per-class "
-        "sigmoid + BCE, Eq. 4), as the paper's Mosaic-4 training queries four; the paper trains on one name per episode.",
+        "sigmoid + BCE, Eq. 4), as the paper's Mosaic-4 training queries four; the paper trains on one name per "
+        "episode.",
         "Real images: shortest edge resized to the model's input, then the official sliding windows (stride 2/3).",
     ],
     "SimBaseline": [
@@ -316,8 +317,9 @@ class Runner:
             else:
                 from ..data.prepare import load_or_prepare
 
-                self._data["train"] = load_or_prepare(lambda: semseg.coco_stuff(self.data_root, "train2017", training=True),
-                                                      self.data_root, self.prepare_data)
+                self._data["train"] = load_or_prepare(
+                    lambda: semseg.coco_stuff(self.data_root, "train2017", training=True), self.data_root,
+                    self.prepare_data)
         return self._data["train"]
 
     def split(self) -> semseg.Split:
@@ -457,7 +459,11 @@ class Runner:
         from .pnp_ovss import clip_choice
 
         runner = self.chapter("PnP-OVSS")
+        name = "toy-clip-vit" if self.toy else "clip-vit-l-14"  # the reward CLIP, which is Fusioner's encoder too
+        if name in self._encoders and runner._clip is None:
+            runner._clip = self._encoders[name]  # one frozen copy (and one text cache) for both methods
         model, clip = runner.model(background="never"), runner.clip()
+        self._encoders.setdefault(name, clip)
 
         def segment(images, names):
             candidates = [clip_choice(clip, image, list(names)) for image in images]
@@ -477,7 +483,8 @@ class Runner:
         model = runner.model(e)
         run_dir = runner.run_dir(e) if trained else None
         device = next(model.parameters()).device
-        key = run_dir.name if (trained and self.toy) else f"{'retrained' if trained else 'released'}-{weights_fingerprint(model)}"
+        source = "retrained" if trained else "released"
+        key = run_dir.name if (trained and self.toy) else f"{source}-{weights_fingerprint(model)}"
 
         def segment(images, names):
             x = torch.stack([runner.resize(image) for image in images])
@@ -537,7 +544,8 @@ class Runner:
         modules = torch.nn.ModuleList(list(contender.modules))
         return {"method": method, "weights": contender.weights, "trainable (M)": contender.trainable / 1e6,
                 "parameters (M)": contender.parameters / 1e6, "train (s)": contender.train_s(),
-                "s / image": meter.median_s, "first image (s)": meter.first_s, "peak memory (MiB)": meter.peak_mib(modules),
+                "s / image": meter.median_s, "first image (s)": meter.first_s,
+                "peak memory (MiB)": meter.peak_mib(modules),
                 "timed images": len(meter.seconds), "device": str(meter.device)}
 
     def trains(self, method: str) -> bool:
