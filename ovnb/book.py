@@ -202,7 +202,8 @@ def benchmark_page(records: list[dict]) -> str:
                 weights = group["weights"].iloc[0]
                 cells[(entry, f"{method} ({weights})"), metric] = text
             table = pd.Series(cells).unstack()
-            table = table[[m for m in crosspaper.METRICS if m in table.columns]].fillna("")
+            columns = [m for m in crosspaper.METRICS + crosspaper.PANOPTIC_METRICS if m in table.columns]
+            table = table[columns].fillna("")
             table.index = pd.MultiIndex.from_tuples(table.index, names=["entry", "method (weights)"])
             lines += ["### Quality (%)", "",
                       "`mean ± sd (n)` over distinct weights; `[paper: x]` is the method's own paper number for that",

@@ -207,3 +207,14 @@ def test_the_benchmark_page_is_made_of_the_records_numbers_and_the_papers():
     assert "s / image" in page and "0.5" in page
     assert all(line in page for items in cp.DIFFERENCES.values() for line in items)
     assert "has not been run yet" in book.benchmark_page([])
+
+
+def test_the_panoptic_scenes_are_the_benchmark_scenes():
+    from ovnb.data.toy_world import ToyWorld
+
+    runner = cp.Runner(profiles.load("smoke"))
+    for entry in runner.entries:
+        world = ToyWorld("test", cp.TOY_TEST_IMAGES, seed=0, shifted=entry.name == "toy-shifted")
+        for i in runner.indices(entry)[:3]:
+            a, b = world[i], runner.dataset(entry)[i]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])

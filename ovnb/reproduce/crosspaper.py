@@ -67,6 +67,7 @@ REAL_TRAIN = "coco-stuff-171"  # the trained methods' seen classes: COCO-Stuff's
 RELEASED_SIMBASELINE = {"coco-stuff-171": "zsseg-coco156-zero-shot"}  # elsewhere: the cross-dataset model
 CROSS_SIMBASELINE = "zsseg-coco156-cross-dataset"
 METRICS = ("mIoU", "mIoU-seen", "mIoU-unseen", "hIoU", "pAcc")
+PANOPTIC_METRICS = ("PQ", "PQ-seen", "PQ-unseen")  # FC-CLIP only: the one method with panoptic output
 COST_COLUMNS = ("trainable (M)", "parameters (M)", "train (s)", "s / image", "first image (s)", "peak memory (MiB)")
 
 
@@ -517,6 +518,63 @@ class Runner:
         out = {**scores, "eval_s": time.perf_counter() - t0, "images": len(indices), "weights": contender.weights}
         results.write_json_atomic(kept, out)
         return out
+
+    def panoptic_quality(self, entry: Entry | str, seed: int) -> dict:
+        """FC-CLIP's panoptic quality (%; all, seen and unseen classes) on a toy entry: the same test scenes
+        (``dataset(entry)``, drawn again with their instance maps), one segment per thing instance and per
+        stuff class present (``panoptic.targets_from_instances``), FC-CLIP's ``panoptic`` output at its test
+        size resized back (nearest). FC-CLIP is the only method with panoptic output, and the toy entries the
+        only ones with instances (the real entries are semantic benchmarks). Kept like ``evaluate``."""
+        from ..data.toy_world import ToyWorld
+        from ..panoptic import PanopticQuality, targets_from_instances
+        from .fcclip import Experiment
+
+        entry = self.entry(entry) if isinstance(entry, str) else entry
+        if not self.toy or "FC-CLIP" not in self.methods:
+            raise ValueError("panoptic quality is scored on the toy entries, for FC-CLIP (the one panoptic method)")
+        contender = self.contender("FC-CLIP", seed, entry)
+        indices = self.indices(entry)
+        spec = {"method": "FC-CLIP", "weights": contender.key, "entry": entry.name, "images": indices, "kind": "PQ"}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        kept = results.build_dir() / "runs" / self.profile.name / "crosspaper" / f"panoptic-{digest}.json"
+        if kept.is_file():
+            return json.loads(kept.read_text())
+        runner = self.chapter("FC-CLIP")
+        model = runner.model(Experiment("frozen", seed))
+        device = next(model.parameters()).device
+        world = ToyWorld("test", TOY_TEST_IMAGES, seed=0, shifted=entry.name == "toy-shifted")
+        split = semseg.split(entry.split)
+        names, thing = list(split.class_names), runner.thing()
+        pq = PanopticQuality(len(names), thing)
+        for i in indices:
+            sample = world[i]
+            x = runner.resize(sample["image"])[None].to(device)
+            out = model.panoptic(x, names, thing=thing)[0]
+            segments = F.interpolate(out["segments"][None, None].float().cpu(), size=sample["mask"].shape,
+                                     mode="nearest")[0, 0].long()
+            truth, truth_info = targets_from_instances(sample["mask"], sample["instances"], thing)
+            pq.update(segments, out["info"], truth, truth_info)
+        result = {name: 100 * pq.summary(ids)["pq"] for name, ids in
+                  (("PQ", None), ("PQ-seen", split.seen), ("PQ-unseen", split.unseen))}
+        results.write_json_atomic(kept, result)
+        return result
+
+    def panoptic_scores(self, record: results.RunRecord | None = None) -> "pd.DataFrame":
+        """``panoptic_quality`` for every toy entry and seed (recorded as ``kind="quality"``); empty on real data."""
+        import pandas as pd
+
+        rows = []
+        if self.toy and "FC-CLIP" in self.methods:
+            for entry in self.entries:
+                for seed in self.seeds:
+                    out = self.panoptic_quality(entry, seed)
+                    rows.append({"method": "FC-CLIP", "entry": entry.name, "seed": seed,
+                                 "key": self.contender("FC-CLIP", seed, entry).key, **out})
+                    if record is not None:
+                        for m, v in out.items():
+                            record.metric(f"FC-CLIP | {entry.name} | {m}", v, seed=seed, kind="quality",
+                                          method="FC-CLIP", entry=entry.name, metric=m, weights="toy")
+        return pd.DataFrame(rows)
 
     def predict(self, method: str, entry: Entry | str, seed: int, index: int) -> torch.Tensor:
         """The label map ``method`` predicts for test image ``index`` of ``entry``, as ``evaluate`` scores it."""
