@@ -420,7 +420,7 @@ class Runner:
     def _simbaseline(self, seed: int, entry: Entry) -> Contender:
         from ..cache import weights_fingerprint
         from ..methods import simbaseline as sb
-        from .simbaseline import Experiment, resize_shortest_edge, to_size
+        from .simbaseline import Experiment, segment_at
 
         runner = self.chapter("SimBaseline")
         released = not self.toy and self.profile.weights != "random"
@@ -437,18 +437,15 @@ class Runner:
             edge = 640 if entry.name == "coco-stuff-171" else 512
             edge = min(edge, int(cap)) if cap else edge
         overrides = sb.ENSEMBLE_WEIGHTS.get(entry.name, {})
-        device = next(model.generator.parameters()).device
 
         def segment(images, names):
-
             original = model.config
             model.config = replace(original, classifier="ensemble", **overrides)
-            try:
-                with torch.no_grad():
-                    scores = model.segment(resize_shortest_edge(images.to(device), edge), list(names))[0]
+            try:  # the chapter's test path: resize, Eq. (2) scores, back to the image's size
+                scores = segment_at(model, images[0], list(names), edge, images.shape[-2:])
             finally:
                 model.config = original
-            return to_size(scores.float(), images.shape[-2:]).cpu()[None]
+            return scores.float().cpu()[None]
 
         from ..cost import parameter_count
 
