@@ -216,3 +216,39 @@ def test_pretraining_pipeline_runs_and_writes_verified_weights(tmp_path):
     with toy.use_weights_dir(tmp_path):
         for name in toy.TOY_NAMES:
             toy.load_state_dict(name)
+
+
+def test_random_weights_are_a_function_of_the_name_and_leave_the_callers_random_state():
+    """A dry run's notebooks run in separate processes and share trained runs keyed by weight fingerprints."""
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = encoders.build("toy-clip-vit", pretrained=False).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's draws are unchanged
+    torch.manual_seed(2)
+    second = encoders.build("toy-clip-vit", pretrained=False).state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    other = encoders.build("toy-clip-convnext", pretrained=False).state_dict()
+    shared = [k for k in other if k in first and other[k].shape == first[k].shape and other[k].std() > 0]
+    assert shared and not all(torch.equal(first[k], other[k]) for k in shared)  # another name, other draws
+    # toy pretraining draws the initial weights from the state it seeds
+    drawn = []
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        drawn.append(encoders.build("toy-clip-vit", pretrained=False, fixed_seed=False).state_dict())
+    weights = [k for k in first if first[k].is_floating_point() and first[k].std() > 0]
+    assert not all(torch.equal(drawn[0][k], drawn[1][k]) for k in weights)
+
+
+@pytest.mark.parametrize("name", ["toy-clip-convnext", "clip-vit-b-16"])  # EOS pooling / argmax pooling
+def test_text_tower_read_up_to_the_end_token_equals_open_clip_encode_text(name):
+    from ovnb.encoders.openclip import encode_text, pooled_positions
+
+    enc = encoders.build(name, pretrained=name.startswith("toy"))
+    tokens = enc.tokenizer(["a red star on sand", "a photo of a blue heart.", "grass"])
+    assert int(pooled_positions(enc.model, tokens).max()) + 1 < tokens.shape[1]  # the trim really shortens
+    with torch.no_grad():
+        reference = enc.model.encode_text(tokens)
+        torch.testing.assert_close(encode_text(enc.model, tokens), reference, atol=1e-5, rtol=1e-4)
+        # token embeddings given instead (the learned-prompt path)
+        torch.testing.assert_close(encode_text(enc.model, tokens, embeddings=enc.model.token_embedding(tokens)),
+                                   reference, atol=1e-5, rtol=1e-4)

@@ -1,6 +1,8 @@
 """The frozen-encoder registry: one name -> one builder, real and toy entries alike.
 
-``build(name, pretrained=False)`` builds the exact architecture offline with random weights;
+``build(name, pretrained=False)`` builds the exact architecture offline with random weights, the
+same in every process (drawn from a generator seeded by the name, ``random_seed``: a dry run's
+notebooks share their trained runs and cached texts, whose keys hold a weights fingerprint);
 ``pretrained=True`` loads real weights (from the hub for real entries, the embedded checkpoint for
 toy ones). Every entry names its public checkpoint in ``info(name).checkpoint``. Methods never
 build a backbone themselves: they ask this registry, so the same method code runs on toy and real
@@ -76,10 +78,26 @@ def info(name: str) -> EncoderInfo:
     return REGISTRY[name]
 
 
-def build(name: str, pretrained: bool = False, device=None) -> FrozenEncoder:
-    """The frozen encoder ``name``; random weights unless ``pretrained`` (see the module docstring)."""
+def random_seed(name: str) -> int:
+    """The seed of ``name``'s random weights: a stable hash of the name (CRC-32)."""
+    import zlib
+
+    return zlib.crc32(name.encode())
+
+
+def build(name: str, pretrained: bool = False, device=None, fixed_seed: bool = True) -> FrozenEncoder:
+    """The frozen encoder ``name``; random weights unless ``pretrained`` (see the module docstring).
+    Random weights come from ``random_seed(name)`` and leave the caller's random state as it was;
+    ``fixed_seed=False`` draws them from the caller's random state instead (toy pretraining seeds it)."""
+    import torch
+
     spec = info(name)
-    encoder = _BUILDERS[name](spec, pretrained)
+    if pretrained or not fixed_seed:
+        encoder = _BUILDERS[name](spec, pretrained)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_seed(name))
+            encoder = _BUILDERS[name](spec, pretrained)
     return encoder.to(device) if device is not None else encoder
 
 

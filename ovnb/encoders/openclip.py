@@ -144,7 +144,43 @@ class OpenCLIPEncoder(FrozenEncoder):
     # -- text --------------------------------------------------------------------------------
     def encode_sentences(self, sentences: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(sentences).to(self.device)
-        return self.model.encode_text(tokens)
+        return encode_text(self.model, tokens)
 
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp())
+
+
+def pooled_positions(model, ids: torch.Tensor) -> torch.Tensor | None:
+    """Where open_clip's text tower reads each sentence's feature (``text_global_pool``): the end
+    token's position for ``argmax`` / ``eos`` pooling; None for a pooling that reads elsewhere."""
+    if model.text_pool_type == "argmax":
+        return ids.argmax(dim=-1)
+    if model.text_pool_type == "eos":
+        return (ids == model.text_eos_id).int().argmax(dim=-1)
+    return None
+
+
+def encode_text(model, ids: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    """open_clip's ``CLIP.encode_text`` (projected, not normalised) of token ids ``ids`` ``[N, 77]``, or of
+    their token embeddings ``embeddings`` when given (learned prompts), reading only the positions up to
+    the longest sentence's end token. CLIP pads every sentence to its full context (77 tokens) and its
+    text tower is causal: a position attends to earlier ones only, so the end token's feature does not
+    depend on the padding after it. Class-name prompts end by token 10 or so, which makes this several
+    times cheaper than the full context, with the same features (tested against ``encode_text``). Any
+    other tower (no causal mask, or pooling that reads the last position) runs on the full context."""
+    from open_clip.transformer import text_global_pool
+
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(ids).to(cast) if embeddings is None else embeddings.to(cast)
+    length = ids.shape[1]
+    positions = pooled_positions(model, ids)
+    if getattr(model, "attn_mask", None) is not None and positions is not None and len(ids):
+        length = int(positions.max()) + 1
+    mask = model.attn_mask[:length, :length] if getattr(model, "attn_mask", None) is not None else None
+    x = model.transformer(x[:, :length] + model.positional_embedding[:length].to(cast), attn_mask=mask)
+    x = text_global_pool(model.ln_final(x), ids[:, :length], model.text_pool_type,
+                         eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is None:
+        return x
+    return model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+

@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from ..data import toy_world
 from . import templates as template_sets
 from . import toy
+from .openclip import encode_text
 
 
 @dataclass
@@ -253,20 +254,6 @@ def _contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale, named, presen
     logits = scale * img @ txt.t()
     return 0.5 * (F.cross_entropy(logits, pos / pos.sum(1, keepdim=True))
                   + F.cross_entropy(logits.t(), pos.t() / pos.t().sum(1, keepdim=True)))
-
-
-def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` (open_clip CLIP, causal text tower, EOS pooling) on tokens trimmed to the
-    batch's longest caption: padding after the end token cannot change it under the causal mask,
-    so the result is the same, and the toy captions are half the context length."""
-    from open_clip.transformer import text_global_pool
-
-    length = int((tokens != 0).sum(1).max())
-    tokens = tokens[:, :length]
-    x = model.token_embedding(tokens) + model.positional_embedding[:length]
-    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
-    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-    return x @ model.text_projection
 
 
 def mimetic_init(visual, alphas=(0.7, 0.7, 0.4, 0.4)) -> None:
@@ -590,7 +577,7 @@ def pretrain_all(cfg: PretrainConfig = PretrainConfig(), weights_dir: Path = toy
             ("toy-blip", cfg.steps_blip, cfg.lr_blip, cfg.warmup_blip))
     for name, steps, lr, warmup in plan:
         torch.manual_seed(cfg.seed)
-        encoder = build(name, pretrained=False)
+        encoder = build(name, pretrained=False, fixed_seed=False)
         start = time.perf_counter()
         if name == "toy-blip":
             encoder.tokenizer = tokenizer.hf

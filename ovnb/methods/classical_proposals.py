@@ -29,6 +29,7 @@ import torch
 
 DEFAULT_LEVELS = (0.05, 0.1, 0.2, 0.35, 0.5)
 PROPOSAL_METHODS = ("ucm", "selective-search")
+MAX_PROPOSALS = 100  # MaskFormer's number of queries
 
 
 def _to_numpy(image: torch.Tensor) -> np.ndarray:
@@ -97,7 +98,7 @@ def _masks(levels: list[np.ndarray], max_proposals: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, *shape), dtype=torch.bool)
 
 
-def ucm_proposals(image, levels=DEFAULT_LEVELS, marker_level: float = 0.05, max_proposals: int = 100) -> torch.Tensor:
+def ucm_proposals(image, levels=DEFAULT_LEVELS, marker_level: float = 0.05, max_proposals: int = MAX_PROPOSALS) -> torch.Tensor:
     """GPB-UCM stand-in: ``[N, H, W]`` bool masks of a boundary-strength hierarchy (module docstring).
     ``levels``: merge thresholds as fractions of the strongest boundary; ``marker_level``: the finest
     over-segmentation floods the gradient from its low plateaus, the connected pieces of
@@ -117,7 +118,7 @@ def ucm_proposals(image, levels=DEFAULT_LEVELS, marker_level: float = 0.05, max_
 
 
 def selective_search_proposals(image, levels=DEFAULT_LEVELS, scale: float = 100.0, sigma: float = 0.8,
-                               min_size: int | None = None, max_proposals: int = 100) -> torch.Tensor:
+                               min_size: int | None = None, max_proposals: int = MAX_PROPOSALS) -> torch.Tensor:
     """Selective Search stand-in: ``[N, H, W]`` bool masks of a colour-similarity hierarchy over
     Felzenszwalb segments (module docstring). ``levels``: merge thresholds on the Euclidean distance
     of mean RGB colours (0..1 scale); ``scale``/``sigma``/``min_size``: Felzenszwalb's parameters

@@ -233,6 +233,7 @@ class LearnedPrompts(nn.Module):
         width = clip.model.token_embedding.weight.shape[1]
         self.prefix = nn.Parameter(torch.randn(length, width) * std)
         object.__setattr__(self, "clip", clip)
+        self._frozen: dict = {}
 
     def tokens(self, class_names) -> torch.Tensor:
         """Token ids of ``[SOS] <length placeholders> name . [EOS]`` (placeholders: id 0, replaced)."""
@@ -249,17 +250,25 @@ class LearnedPrompts(nn.Module):
 
     def forward(self, class_names) -> torch.Tensor:
         """L2-normalised class embeddings ``[C, d]`` (differentiable in the prompt vectors)."""
-        from open_clip.transformer import text_global_pool
+        from ..encoders.openclip import encode_text
 
         model = self.clip.model
         ids = self.tokens(list(class_names)).to(self.prefix.device)
         length = self.prefix.shape[0]
         x = model.token_embedding(ids)
         x = torch.cat([x[:, :1], self.prefix.to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + length:]], dim=1)
-        x = model.transformer(x + model.positional_embedding.to(x.dtype), attn_mask=model.attn_mask)
-        x = text_global_pool(model.ln_final(x), ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-        x = model.text_projection(x) if isinstance(model.text_projection, nn.Linear) else x @ model.text_projection
-        return F.normalize(x.float(), dim=-1)
+        return F.normalize(encode_text(model, ids, embeddings=x).float(), dim=-1)
+
+    @torch.no_grad()
+    def embed(self, class_names) -> torch.Tensor:
+        """``forward`` without a graph, kept per vocabulary until the vectors change (the key holds their
+        in-place version counter, which every optimiser step and ``load_state_dict`` raises): every model
+        that names classes with these prompts shares one text-tower pass per vocabulary."""
+        key = (tuple(class_names), self.prefix._version)
+        if key not in self._frozen:
+            self._frozen = {k: v for k, v in self._frozen.items() if k[1] == self.prefix._version}
+            self._frozen[key] = self(list(class_names))
+        return self._frozen[key]
 
 
 def prompt_loss(prompts: LearnedPrompts, crops: torch.Tensor, labels: torch.Tensor, class_names,
@@ -650,11 +659,7 @@ class SimBaseline(nn.Module):
         """The classifier of both branches: the class names through the CLIP text tower, with the
         configured templates or, once ``use_prompts`` has set them, the learned prompts (frozen)."""
         if getattr(self, "prompts", None) is not None:  # frozen: one text-tower pass per vocabulary
-            key = tuple(class_names)
-            if key not in self._prompt_text:
-                with torch.no_grad():
-                    self._prompt_text[key] = self.prompts(list(class_names))
-            return self._prompt_text[key]
+            return self.prompts.embed(class_names)
         return self.clip.embed_text(list(class_names), self.config.templates).float()
 
     def region_classifier(self, class_names, text: torch.Tensor) -> tuple:
@@ -685,7 +690,6 @@ class SimBaseline(nn.Module):
         if prompts is not None:
             prompts.requires_grad_(False)
         self.prompts = prompts
-        self._prompt_text = {}  # their class embeddings, per vocabulary
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(IMAGENET_PIXEL_MEAN, device=images.device).view(1, 3, 1, 1)

@@ -32,6 +32,7 @@ from ..data import semseg
 from ..data.augment import TrainAugment
 from ..evaluate import generalized_zero_shot
 from ..methods import simbaseline as sb
+from ..methods.classical_proposals import MAX_PROPOSALS as MAX_CLASSICAL_PROPOSALS
 from .fusioner import _resolve
 
 TOY_TRAIN_IMAGES = 3000
@@ -206,9 +207,9 @@ class Runner:
     def config(self, e: Experiment) -> sb.SimBaselineConfig:
         dataset = "coco-stuff-171" if e.split == "coco-stuff-171" else "voc-20"
         clip = {"clip": e.clip} if e.clip else {}
-        if self.toy:
-            return sb.SimBaselineConfig.toy(dataset, head=e.head, **clip)
-        return sb.SimBaselineConfig.for_dataset(dataset, head=e.head, **clip)
+        config = (sb.SimBaselineConfig.toy if self.toy else sb.SimBaselineConfig.for_dataset)(dataset, head=e.head, **clip)
+        queries = self.profile.get("simbaseline.num_queries")  # the dry run: fewer proposals, each the same path
+        return replace(config, num_queries=int(queries)) if queries else config
 
     def augment(self, e: Experiment) -> TrainAugment:
         if self.toy:  # the toy world's class names are colours: no hue or saturation jitter
@@ -479,6 +480,8 @@ class Runner:
         target = spec.get("target")
         spec = {"classifier": classifier, "images": self.test_indices(e, target), "convention": self.convention,
                 "short_edge": self.test_size(e, target), **spec}
+        if spec.get("proposals") and self.profile.get("simbaseline.max_classical_proposals"):
+            spec["max_proposals"] = int(self.profile.get("simbaseline.max_classical_proposals"))
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         kept = folder / f"evaluation-{digest}.json"
         if kept.is_file():
@@ -487,6 +490,7 @@ class Runner:
         dataset = self.target_set(e, target)
         matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
                                   short_edge=spec["short_edge"], proposals=spec.get("proposals"),
+                                  max_proposals=spec.get("max_proposals", MAX_CLASSICAL_PROPOSALS),
                                   overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))  # a target's official lambda
         split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
         out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
@@ -609,13 +613,15 @@ class PseudoLabelled(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
+                short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None,
+                max_proposals: int = MAX_CLASSICAL_PROPOSALS):
     """``(index, label map)`` of ``model`` with ``classifier`` for each image of ``indices``: the image
     resized to ``short_edge`` (the official test size: COCO 640, VOC 512; the proposals' crops are cut
     from the resized image), segmented with every class name of ``dataset`` (generalized zero-shot), the
     Eq. (2) scores resized back to the image (``to_size``) and the prediction their argmax.
     ``proposals``: Table 5's classical proposals of each resized image, classified by CLIP alone
-    (``SimBaseline.classify_masks``), replace the generator's. ``overrides``: configuration fields for
+    (``SimBaseline.classify_masks``), replace the generator's (at most ``max_proposals`` of them).
+    ``overrides``: configuration fields for
     these predictions only (a cross-dataset target's official λ and mask threshold)."""
     from tqdm.auto import tqdm
 
@@ -637,7 +643,8 @@ def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ense
                 binary = sb.binarize(masks[0], model.config.mask_threshold)
                 scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
             elif proposals is not None:
-                scores = model.classify_masks(image[0], classical(proposals, image[0]), names)
+                scores = model.classify_masks(image[0], classical(proposals, image[0], max_proposals=max_proposals),
+                                              names)
             else:
                 scores = model.segment(image, names)[0]
             yield i, to_size(scores, sample["mask"].shape).argmax(0).cpu()
@@ -646,12 +653,14 @@ def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ense
 
 
 def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
-                     short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None):
+                     short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None,
+                     max_proposals: int = MAX_CLASSICAL_PROPOSALS):
     """The confusion matrix over all of ``dataset``'s classes of ``predictions(...)`` against the masks."""
     from ..metrics import ConfusionMatrix
 
     matrix = ConfusionMatrix(len(dataset.class_names))
-    for i, predicted in predictions(model, dataset, indices, classifier, progress, short_edge, proposals, overrides):
+    for i, predicted in predictions(model, dataset, indices, classifier, progress, short_edge, proposals, overrides,
+                                    max_proposals):
         matrix.update(predicted, dataset[i]["mask"])
     return matrix
 
