@@ -40,7 +40,7 @@ def test_every_entry_has_a_test_set_loader_and_a_split():
         assert entry.name in semseg.TEST_SETS
         assert semseg.split(entry.split).class_names
     with pytest.raises(ValueError, match="valid: coco-stuff-171"):
-        semseg.test_set("voc-21", "data")
+        semseg.test_set("voc-15", "data")
 
 
 def test_paper_cells_name_existing_paper_numbers_of_benchmark_cells():

@@ -105,6 +105,8 @@ def test_test_sizes_are_the_official_ones_and_the_dry_run_caps_them():
     paper = rs.Runner(profiles.load("paper"), workers=1)
     assert (paper.test_size(coco), paper.test_size(voc)) == (640, 512)
     assert [paper.test_size(coco, t) for t in rs.CROSS_DATASETS] == [1024, 512, 512, 512]
+    # the cross-paper benchmark's other test sets: zsseg's cross-dataset size (VOC's own config says 512 too)
+    assert [paper.test_edge(d) for d in ("voc-20", "pascal-context-459")] == [512, 512]
     dry = rs.Runner(profiles.load("dryrun"), workers=1)
     assert {dry.test_size(coco), dry.test_size(voc), dry.test_size(coco, "cityscapes-19")} == {128}
     assert rs.Runner(profiles.load("toy"), workers=1).test_size(coco) is None  # the toy world as drawn

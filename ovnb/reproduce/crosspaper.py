@@ -266,7 +266,7 @@ class Runner:
             elif method == "PnP-OVSS":
                 from .pnp_ovss import Runner as R
 
-                self._runners[method] = R(self.profile, **common)
+                self._runners[method] = R(self.profile, encoders=self._encoders, **common)  # one reward CLIP
             else:
                 raise ValueError(f"{method} has no chapter runner here: the benchmark trains it itself")
         return self._runners[method]
@@ -431,11 +431,7 @@ class Runner:
             e = Experiment("coco-stuff-171", prompt=runner.prompt, seed=seed)
             model, run_dir = runner.model(e), runner.run_dir(e)
             key = run_dir.name if self.toy else f"{run_dir.name}-{weights_fingerprint(model)}"
-        edge = None
-        if not self.toy:
-            cap = self.profile.get("simbaseline.test_edge_cap")
-            edge = 640 if entry.name == "coco-stuff-171" else 512
-            edge = min(edge, int(cap)) if cap else edge
+        edge = runner.test_edge(entry.name)
         overrides = sb.ENSEMBLE_WEIGHTS.get(entry.name, {})
 
         def segment(images, names):
@@ -456,12 +452,8 @@ class Runner:
         from ..cache import weights_fingerprint
         from .pnp_ovss import clip_choice
 
-        runner = self.chapter("PnP-OVSS")
-        name = "toy-clip-vit" if self.toy else "clip-vit-l-14"  # the reward CLIP, which is Fusioner's encoder too
-        if name in self._encoders and runner._clip is None:
-            runner._clip = self._encoders[name]  # one frozen copy (and one text cache) for both methods
+        runner = self.chapter("PnP-OVSS")  # its reward CLIP is Fusioner's encoder: one frozen copy, one text cache
         model, clip = runner.model(background="never"), runner.clip()
-        self._encoders.setdefault(name, clip)
 
         def segment(images, names):
             candidates = [clip_choice(clip, image, list(names)) for image in images]

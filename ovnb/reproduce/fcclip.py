@@ -9,7 +9,7 @@
 * ``quick`` / ``paper``: the **released** ConvNeXt-L checkpoint (``fcclip_cocopan.pth``, downloaded by
   the user from the official model zoo, path in the profile key ``fcclip.weights`` or
   ``DATA_ROOT/checkpoints/fcclip_cocopan.pth``) on the panoptic test sets (``PANOPTIC``: ADE20K, COCO,
-  Cityscapes, Mapillary Vistas) and the semantic benchmarks (``LOADERS``) at the official test sizes
+  Cityscapes, Mapillary Vistas) and the semantic benchmarks (``SEMANTIC``) at the official test sizes
   (shortest edge 800, longest at most 1333; street views 1024 / 2560), class names with the official
   synonyms (``ovnb data prepare fcclip-class-lists``). With ``fcclip.retrain: [coco]`` the model is
   **retrained** on COCO panoptic instead (``[coco, ade20k]``: also Table 5's ADE20K-trained model), and
@@ -51,7 +51,7 @@ TOY_ITERATIONS = 500
 #: the toy schedule: the official optimizer, groups, clipping and milestones, batch 8 at 3e-4 for 500
 #: steps on 64-px LSJ crops (scale 0.5-2.0) instead of 16 at 1e-4 for 368,750 on 1024-px crops (0.1-2.0)
 TOY_SETTINGS = dict(batch_size=8, lr=3e-4, crop=64, scale=(0.5, 2.0))
-#: Table 3's columns -> our splits (semantic benchmarks)
+#: Table 3's columns -> our splits (semantic benchmarks, read from ``semseg.TEST_SETS``)
 SEMANTIC = {"A-847": "ade20k-847", "PC-459": "pascal-context-459", "A-150": "ade20k-150", "PC-59": "pascal-context-59",
             "PAS-21": "voc-21", "PAS-20": "voc-20"}
 #: the panoptic test sets (``ovnb.data.panoptic``) and the table columns they fill
@@ -63,14 +63,6 @@ PANOPTIC_COLUMNS = {"ADE20K": "ade20k-panoptic", "COCO": "coco-panoptic", "Citys
                     "Mapillary Vistas": "mapillary-vistas"}
 #: test sizes (shortest edge, longest-edge cap) of the official configs: detectron2's default, street views larger
 TEST_SIZES = {"cityscapes-panoptic": (1024, 2560), "mapillary-vistas": (1024, 2560)}
-LOADERS = {
-    "ade20k-847": lambda root: semseg.ade20k_full(root, "validation"),
-    "pascal-context-459": lambda root: semseg.pascal_context(root, "val", 459),
-    "ade20k-150": lambda root: semseg.ade20k(root, "validation"),
-    "pascal-context-59": lambda root: semseg.pascal_context(root, "val", 59),
-    "voc-21": lambda root: semseg.voc(root, "val", background=True),
-    "voc-20": lambda root: semseg.voc(root, "val"),
-}
 
 
 #: checkpoint-selection policies: the last weights (default), or the maintainers' pick - the kept weights
@@ -423,22 +415,22 @@ class Runner:
 
     # -- data --------------------------------------------------------------------------------------
     def dataset(self, name: str = "toy"):
-        """Test set ``name``: ``toy`` / ``toy-shifted`` (toy world test scenes at ``test_size``) or a
-        semantic benchmark of ``LOADERS`` (prepared under the data root)."""
+        """Test set ``name``: ``toy`` / ``toy-shifted`` (toy world test scenes at ``test_size``), a
+        panoptic set of ``PANOPTIC`` or a semantic benchmark of ``SEMANTIC`` (prepared under the data root)."""
         if name not in self._data:
             if name in ("toy", "toy-shifted"):
                 from ..data.toy_world import ToyWorld
 
                 self._data[name] = ToyWorld("test", self.test_images, seed=0, image_size=self.test_size,
                                             shifted=name == "toy-shifted")
-            elif name in LOADERS or name in PANOPTIC:
+            elif name in SEMANTIC.values() or name in PANOPTIC:
                 from ..data.prepare import load_or_prepare
 
-                load = LOADERS.get(name) or PANOPTIC[name]
+                load = PANOPTIC.get(name) or (lambda root: semseg.test_set(name, root))
                 self._data[name] = load_or_prepare(lambda: load(self.data_root), self.data_root, self.prepare_data)
             else:
                 raise ValueError(f"unknown FC-CLIP test set {name!r}; valid: toy, toy-shifted, "
-                                 f"{', '.join([*PANOPTIC, *LOADERS])}")
+                                 f"{', '.join([*PANOPTIC, *SEMANTIC.values()])}")
         return self._data[name]
 
     def indices(self, dataset) -> list[int]:

@@ -37,17 +37,9 @@ from .fusioner import _resolve
 TOY_VLM = "toy-blip"
 REAL_VLM = "blip-itm-large-flickr"
 TOY_TEST_IMAGES = 200
-LOADERS = {
-    "voc-21": lambda root: semseg.voc(root, "val", background=True),
-    "voc-20": lambda root: semseg.voc(root, "val"),
-    "pascal-context-60": lambda root: semseg.pascal_context(root, "val", 60),
-    "pascal-context-59": lambda root: semseg.pascal_context(root, "val", 59),
-    "coco-stuff-172": lambda root: semseg.coco_stuff(root, "val2017", background=True),
-    "coco-stuff-171": lambda root: semseg.coco_stuff(root, "val2017"),
-    "ade20k-151": lambda root: semseg.ade20k(root, "validation", background=True),
-    "ade20k-150": lambda root: semseg.ade20k(root, "validation"),
-    "coco-object-81": lambda root: semseg.coco_object(root, "val2017"),
-}
+#: the test sets of the paper's tables (``semseg.TEST_SETS``): background as a class, and the standard splits
+DATASETS = ("voc-21", "voc-20", "pascal-context-60", "pascal-context-59", "coco-stuff-172", "coco-stuff-171",
+            "ade20k-151", "ade20k-150", "coco-object-81")
 STANDARD = {"voc-21": "voc-20", "pascal-context-60": "pascal-context-59", "coco-stuff-172": "coco-stuff-171",
             "ade20k-151": "ade20k-150"}
 PAPER_PROTOCOL = {"voc-21": "pnp-ovss-background-as-class", "pascal-context-60": "standard",
@@ -62,7 +54,7 @@ class Runner:
     scenes; default 200) and ``eval_images`` (test images scored)."""
 
     def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False,
-                 prepare_data: bool = False):
+                 prepare_data: bool = False, encoders: dict | None = None):
         from ..data.fixtures import data_root as fixture_root
 
         self.profile = profile
@@ -74,7 +66,7 @@ class Runner:
         self.eval_images = profile.eval_images
         self._models: dict = {}
         self._data: dict = {}
-        self._clip = None
+        self.encoders = {} if encoders is None else encoders  # frozen registry encoders, shareable with others
 
     @property
     def vlm(self) -> str:
@@ -97,13 +89,14 @@ class Runner:
         return base.configure(**config) if config else base
 
     def clip(self):
-        """The reward's CLIP: ViT-L/14 (the paper's reward model at 336 px), the toy CLIP in the toy world."""
-        if self._clip is None:
+        """The reward's CLIP: ViT-L/14 (the paper's reward model at 336 px), the toy CLIP in the toy world;
+        built once, or taken from the ``encoders`` the runner was given."""
+        name = "toy-clip-vit" if self.toy else "clip-vit-l-14"
+        if name not in self.encoders:
             from .. import encoders
 
-            self._clip = encoders.build("toy-clip-vit" if self.toy else "clip-vit-l-14",
-                                        pretrained=self.profile.weights != "random", device=self.device)
-        return self._clip
+            self.encoders[name] = encoders.build(name, pretrained=self.profile.weights != "random", device=self.device)
+        return self.encoders[name]
 
     # -- data ------------------------------------------------------------------------------------
     def dataset(self, name: str = "voc-21", seed: int = 0) -> semseg.SemSegImages:
@@ -114,10 +107,10 @@ class Runner:
             if self.toy:
                 self._data[key] = semseg.toy("toy-zero-shot", "test", images=self.test_images, seed=seed)
             else:
-                if name not in LOADERS:
-                    raise ValueError(f"unknown PnP-OVSS dataset {name!r}; valid: {list(LOADERS)}")
+                if name not in DATASETS:
+                    raise ValueError(f"unknown PnP-OVSS dataset {name!r}; valid: {list(DATASETS)}")
                 try:
-                    self._data[key] = LOADERS[name](self.data_root)
+                    self._data[key] = semseg.test_set(name, self.data_root)
                 except FileNotFoundError:
                     if not self.prepare_data:
                         raise
@@ -125,7 +118,7 @@ class Runner:
 
                     for family in semseg.NEEDS[name]:
                         prepare.prepare(family, self.data_root)
-                    self._data[key] = LOADERS[name](self.data_root)
+                    self._data[key] = semseg.test_set(name, self.data_root)
         return self._data[key]
 
     def background_rule(self, name: str) -> str:

@@ -42,10 +42,6 @@ CLASSIFIERS = sb.CLASSIFIERS + ("oracle",)
 # Table 1's cross-dataset test sets (the model trained on COCO-Stuff's seen classes, every class of
 # the target named); the toy profile's analogue is the shifted toy world (sizes, palette, textures)
 CROSS_DATASETS = ("cityscapes-19", "pascal-context-59", "ade20k-150", "ade20k-847")  # Table 1, in its order
-CROSS_LOADERS = {"ade20k-150": lambda root: semseg.ade20k(root, "validation"),
-                 "cityscapes-19": lambda root: semseg.cityscapes(root, "val"),
-                 "pascal-context-59": lambda root: semseg.pascal_context(root, "val", 59),
-                 "ade20k-847": lambda root: semseg.ade20k_full(root, "validation")}
 # shortest edge at test: zsseg's cross-dataset configs (512); Cityscapes has none there, MaskFormer's 1024
 CROSS_TEST_SIZE = {"ade20k-150": 512, "cityscapes-19": 1024, "pascal-context-59": 512, "ade20k-847": 512}
 TOY_CROSS_DATASETS = ("toy-shifted",)
@@ -183,7 +179,7 @@ class Runner:
             if target == "toy-shifted":
                 self.datasets[key] = semseg.toy(TOY_SPLITS[e.split], "test", TOY_TEST_IMAGES, shifted=True)
             else:
-                self.datasets[key] = self._load(lambda: CROSS_LOADERS[target](self.data_root))
+                self.datasets[key] = self._load(lambda: semseg.test_set(target, self.data_root))
         return self.datasets[key]
 
     def test_indices(self, e: Experiment, target: str | None = None) -> list[int]:
@@ -194,12 +190,17 @@ class Runner:
         return sorted({round(i * (n - 1) / max(self.eval_images - 1, 1)) for i in range(self.eval_images)})
 
     def test_size(self, e: Experiment, target: str | None = None) -> int | None:
-        """The official test resize (shortest edge): COCO-Stuff 640, VOC 512, a cross-dataset target its
-        own (``CROSS_TEST_SIZE``); the toy world's 64 px as drawn. A profile's ``simbaseline.test_edge_cap``
+        """The test resize (shortest edge) of ``e``'s test set or of ``target``: ``test_edge``."""
+        return self.test_edge(target if target is not None else e.split)
+
+    def test_edge(self, dataset: str) -> int | None:
+        """The official test resize (shortest edge) of images of ``dataset``: COCO-Stuff 640, VOC 512, a
+        cross-dataset target its own (``CROSS_TEST_SIZE``), any other dataset 512 (zsseg's cross-dataset
+        configs); the toy world's 64 px as drawn (None). A profile's ``simbaseline.test_edge_cap``
         (``dryrun``) caps it."""
         if self.toy:
             return None
-        edge = CROSS_TEST_SIZE.get(target, 640) if target is not None else 640 if e.split == "coco-stuff-171" else 512
+        edge = CROSS_TEST_SIZE.get(dataset, 640 if dataset == "coco-stuff-171" else 512)
         cap = self.profile.get("simbaseline.test_edge_cap")  # the dry run: the same path at a CPU-sized edge
         return min(edge, int(cap)) if cap else edge
 
