@@ -526,3 +526,34 @@ def test_bridgetower_fast_and_official_ways_agree():
     assert float(a["passes"][0][0].sum()) > 0  # a real gradient, not two empty maps
     for x, y in zip(a["passes"][0], b["passes"][0]):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-9)
+
+
+def test_runner_keeps_evaluations_and_recomputes_what_changed(tmp_path, monkeypatch):
+    """A rebuild reads the label maps and probes it made; another configuration or other images compute."""
+    from ovnb import profiles
+    from ovnb.reproduce.pnp_ovss import Runner
+
+    monkeypatch.setenv("OVNB_BUILD_DIR", str(tmp_path / "build"))
+    runner = Runner(profiles.load("smoke"))
+    test = runner.dataset("toy", seed=0)
+    model = runner.model()
+    first = runner.predict(model, test, [0, 1])
+    probe = runner.probe(test, [0, 1])
+    assert len(list((tmp_path / "build" / "runs" / "smoke" / "pnp_ovss").glob("*.pt"))) == 2
+
+    fresh = Runner(profiles.load("smoke"))  # a new process: nothing in memory
+    test2, model2 = fresh.dataset("toy", seed=0), fresh.model()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed a kept evaluation")
+
+    monkeypatch.setattr(type(model2), "segment", refuse)
+    monkeypatch.setattr(type(model2), "maps", refuse)
+    again = fresh.predict(model2, test2, [0, 1])
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert fresh.probe(test2, [0, 1]) == probe
+    for call in (lambda: fresh.predict(model2.configure(layer=1), test2, [0, 1]),  # another configuration
+                 lambda: fresh.predict(model2, test2, [0, 2]),  # other images
+                 lambda: fresh.predict(model2, fresh.dataset("toy", seed=1), [0, 1])):  # another set of scenes
+        with pytest.raises(AssertionError, match="recomputed"):
+            call()

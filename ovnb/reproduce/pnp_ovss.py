@@ -190,10 +190,14 @@ class Runner:
                 name: str | None = None) -> list:
         """Label maps ``[H, W]`` of ``indices`` (images of one size are batched); ``candidates``:
         ``CANDIDATES`` (``"gpt4o"`` needs the split ``name``)."""
-        from tqdm.auto import tqdm
-
         if candidates not in CANDIDATES:
             raise ValueError(f"candidates must be one of {CANDIDATES}, got {candidates!r}")
+        return self._kept("predict", dict(model=self._model_spec(model), candidates=candidates, name=name),
+                          dataset, indices, lambda: self._predict(model, dataset, indices, candidates, batch, name))
+
+    def _predict(self, model, dataset, indices, candidates, batch, name) -> list:
+        from tqdm.auto import tqdm
+
         names = list(dataset.class_names)
         out = []
         chunks = [indices[i:i + batch] for i in range(0, len(indices), batch)]
@@ -217,6 +221,12 @@ class Runner:
         """Label maps for each row of an ablation (``rows``: label -> ``PnPConfig`` changes), with one
         ``maps`` call per image for all rows that share ``gradcam`` (the rows' fewer passes are
         prefixes of the longest: ``PnPOVSS.scores(passes=...)``)."""
+        base = self.model(background=background)
+        spec = dict(model=self._model_spec(base), rows=rows)
+        return self._kept("rows", spec, dataset, indices, lambda: self._predict_rows(rows, dataset, indices, background,
+                                                                                     batch))
+
+    def _predict_rows(self, rows: dict, dataset, indices, background: str, batch: int) -> dict:
         from tqdm.auto import tqdm
 
         names = list(dataset.class_names)
@@ -243,13 +253,17 @@ class Runner:
         """The CLIP reward (Eq. 6, ``ovnb.methods.pnp_reward``) summed over ``indices`` for the method with
         ``config``; ``stage="gradcam"``: the first search stage's masks (one pass, ``probe``),
         ``"segmentation"``: the pre-CRF segmentation (the blur stage)."""
-        from ..methods import pnp_reward as R
-
         if stage == "gradcam":
             return self.probe(dataset, indices, background, **config)["reward"]
         if stage != "segmentation":
             raise ValueError(f"stage must be 'gradcam' or 'segmentation', got {stage!r}")
         model = self.model(background=background, **config)
+        return self._kept("reward", dict(model=self._model_spec(model), stage=stage), dataset, indices,
+                          lambda: self._segmentation_reward(model, dataset, indices))
+
+    def _segmentation_reward(self, model, dataset, indices) -> int:
+        from ..methods import pnp_reward as R
+
         names = list(dataset.class_names)
         total = 0
         for i in indices:
@@ -264,9 +278,13 @@ class Runner:
         game - for every (image, ground-truth class), whether the most salient patch of the class's map
         falls on that class's pixels (``hits``), against ``chance`` (the class's share of the image),
         as fractions."""
+        model = self.model(background=background, **{**config, "passes": 1})
+        return self._kept("probe", dict(model=self._model_spec(model)), dataset, indices,
+                          lambda: self._probe(model, dataset, indices))
+
+    def _probe(self, model, dataset, indices) -> dict:
         from ..methods import pnp_reward as R
 
-        model = self.model(background=background, **{**config, "passes": 1})
         names = list(dataset.class_names)
         reward, hits, chance, total = 0, 0.0, 0.0, 0
         for i in indices:
@@ -286,6 +304,46 @@ class Runner:
                 chance += float((mask == c).float().mean())
                 total += 1
         return {"reward": reward, "hits": hits / max(total, 1), "chance": chance / max(total, 1)}
+
+    # -- kept results -------------------------------------------------------------------------------
+    def _model_spec(self, model: pnp.PnPOVSS) -> dict:
+        from dataclasses import asdict
+
+        from ..cache import weights_fingerprint
+
+        return {"vlm": model.encoder.info.name, "weights": weights_fingerprint(model.encoder),
+                "config": asdict(model.config), "background_class": model.background_class}
+
+    def _kept(self, kind: str, spec: dict, dataset, indices, compute):
+        """``compute()``'s result (label maps, a reward, a probe), kept in
+        ``build/runs/<profile>/pnp_ovss/`` under a name covering ``spec`` (the VLM, its weights and the
+        method's configuration), the test set (which of the runner's sets, and the images) and the
+        reward CLIP's weights (candidates and rewards depend on it): nothing is trained here, so a
+        rebuild of the book reads every evaluation it has made. A set the runner did not load is not kept.
+        Like the other chapters' kept evaluations, the name does not cover the code: delete the folder
+        after changing the method."""
+        import hashlib
+        import json
+
+        from ..cache import weights_fingerprint
+        from ..train import save_atomic
+
+        key = next((k for k, v in self._data.items() if v is dataset), None)
+        if key is None:
+            return compute()
+        indices = [int(i) for i in indices]
+        content = hashlib.sha1()  # the first and last image's pixels: a regenerated set never reads old results
+        for i in sorted({indices[0], indices[-1]}) if indices else ():
+            content.update(dataset[i]["image"].numpy().tobytes())
+        spec = {**spec, "kind": kind, "profile": self.profile.name, "set": [key, dataset.name, len(dataset)],
+                "images": indices, "content": content.hexdigest(), "clip": weights_fingerprint(self.clip())}
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = results.build_dir() / "runs" / self.profile.name / "pnp_ovss" / f"{kind}-{digest}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=False)
+        out = compute()
+        save_atomic(out, path)
+        return out
 
     def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
         """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may
