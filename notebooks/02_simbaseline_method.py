@@ -273,6 +273,11 @@ judge_pairs(prompt_table, "prompt", [("learned", "manual", "hIoU")], record, spl
 # * **Initialisation**: transformers initialises MaskFormer's decoder and queries from N(0, 0.02); the
 #   official initialisation is restored (`sb.prepare_pixel_level`, `ProposalGenerator._init_transformer`):
 #   without it the queries collapse and the toy generator does not learn.
+# * **Decoder layer norm** (not changed; found while probing the toy generator): with deep supervision on,
+#   transformers' `MaskFormerDetrDecoder` applies its final layer norm after every layer *and feeds the
+#   normalised states to the next layer*; DETR's decoder (which MaskFormer uses) normalises only the copy
+#   it returns for the auxiliary losses. Each decoder layer ends in a layer norm already, so the extra one
+#   is close to an affine map; its effect was not measured.
 # * **Mask loss**: transformers' `MaskFormerLoss` upsamples the predicted masks to the target size,
 #   as MaskFormer does.
 # * **Test-time augmentation and the sliding window** are not implemented (both are off in the
