@@ -16,6 +16,7 @@ DataFrame (paper value, ours, sd, n, delta, status), and ``plot_compare`` / ``pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -85,6 +86,31 @@ def write_json_atomic(path: Path, payload) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
     os.replace(tmp, path)
+
+
+def digest(spec, length: int = 12) -> str:
+    """A short SHA-1 of ``spec`` as sorted JSON: the file name of a result kept for that specification."""
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def kept(path: Path, compute):
+    """The result kept at ``path`` (JSON for ``.json``, else ``torch.save``), or ``compute()``'s, kept
+    there first (atomically): evaluations a rebuild of the book reads instead of recomputing."""
+    if path.suffix == ".json":
+        if path.is_file():
+            return json.loads(path.read_text())
+        out = compute()
+        write_json_atomic(path, out)
+        return out
+    import torch
+
+    from .train import save_atomic
+
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    out = compute()
+    save_atomic(out, path)
+    return out
 
 
 class RunRecord:

@@ -176,3 +176,22 @@ def test_one_ordering_judged_in_two_settings_stays_two_claims(build_dir):
     rec.save()
     claims = results.claims_frame().set_index("claim")["verdict"].to_dict()
     assert claims == {"Ours > FCN (Table 1, target=A)": "holds", "Ours > FCN (Table 1, target=B)": "reversed"}
+
+
+def test_kept_results_are_computed_once_and_read_back(tmp_path):
+    import torch
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"mIoU": 41.5, "per_class": [1.0, None]}
+
+    spec = {"b": 2, "a": [1, 2]}
+    assert results.digest(spec) == results.digest({"a": [1, 2], "b": 2}) != results.digest({"a": [1], "b": 2})
+    path = tmp_path / f"evaluation-{results.digest(spec)}.json"
+    assert results.kept(path, compute) == results.kept(path, compute) == compute() and len(calls) == 2
+    maps = [torch.arange(6).view(2, 3)]
+    got = results.kept(tmp_path / "maps.pt", lambda: maps)
+    again = results.kept(tmp_path / "maps.pt", lambda: pytest.fail("recomputed"))
+    assert torch.equal(got[0], again[0])

@@ -172,11 +172,10 @@ def encode_text(model, ids: torch.Tensor, embeddings: torch.Tensor | None = None
 
     cast = model.transformer.get_cast_dtype()
     x = model.token_embedding(ids).to(cast) if embeddings is None else embeddings.to(cast)
-    length = ids.shape[1]
+    causal = getattr(model, "attn_mask", None)
     positions = pooled_positions(model, ids)
-    if getattr(model, "attn_mask", None) is not None and positions is not None and len(ids):
-        length = int(positions.max()) + 1
-    mask = model.attn_mask[:length, :length] if getattr(model, "attn_mask", None) is not None else None
+    length = int(positions.max()) + 1 if causal is not None and positions is not None and len(ids) else ids.shape[1]
+    mask = causal[:length, :length] if causal is not None else None
     x = model.transformer(x[:, :length] + model.positional_embedding[:length].to(cast), attn_mask=mask)
     x = text_global_pool(model.ln_final(x), ids[:, :length], model.text_pool_type,
                          eos_token_id=getattr(model, "text_eos_id", None))

@@ -40,7 +40,6 @@ paper's 32; the dry run uses one: each sentence costs the real text tower tens o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -378,7 +377,7 @@ class Runner:
                     "encoder": name, "weights": weights_fingerprint(model.visual_encoder),
                     "train": f"{self.train_set().name}-{len(self.train_set())}"}
             run_dir = results.build_dir() / "runs" / self.profile.name / "crosspaper" / (
-                "fusioner-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12])
+                "fusioner-" + results.digest(spec))
             data = SeenQueries(self.train_set(), self.split().seen)
             if not self.toy:
                 from ..data.fewshot import TrainCrops
@@ -496,17 +495,16 @@ class Runner:
         indices = self.indices(entry)
         spec = {"method": method, "weights": contender.key, "entry": entry.name, "split": entry.split,
                 "protocol": entry.protocol, "images": indices}
-        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        kept = results.build_dir() / "runs" / self.profile.name / "crosspaper" / f"evaluation-{digest}.json"
-        if kept.is_file():
-            return json.loads(kept.read_text())
-        dataset = self.dataset(entry)
-        t0 = time.perf_counter()
-        scores = score_predictions(contender.segment, dataset, indices, entry, progress=self.progress,
-                                   description=f"{method} on {entry.name}")
-        out = {**scores, "eval_s": time.perf_counter() - t0, "images": len(indices), "weights": contender.weights}
-        results.write_json_atomic(kept, out)
-        return out
+        def compute():
+            t0 = time.perf_counter()
+            scores = score_predictions(contender.segment, self.dataset(entry), indices, entry, progress=self.progress,
+                                       description=f"{method} on {entry.name}")
+            return {**scores, "eval_s": time.perf_counter() - t0, "images": len(indices), "weights": contender.weights}
+
+        return results.kept(self._kept_dir() / f"evaluation-{results.digest(spec)}.json", compute)
+
+    def _kept_dir(self) -> Path:
+        return results.build_dir() / "runs" / self.profile.name / "crosspaper"
 
     def panoptic_quality(self, entry: Entry | str, seed: int) -> dict:
         """FC-CLIP's panoptic quality (%; all, seen and unseen classes) on a toy entry: the same test scenes
@@ -514,20 +512,20 @@ class Runner:
         stuff class present (``panoptic.targets_from_instances``), FC-CLIP's ``panoptic`` output at its test
         size resized back (nearest). FC-CLIP is the only method with panoptic output, and the toy entries the
         only ones with instances (the real entries are semantic benchmarks). Kept like ``evaluate``."""
-        from ..data.toy_world import ToyWorld
-        from ..panoptic import PanopticQuality, targets_from_instances
-        from .fcclip import Experiment
-
         entry = self.entry(entry) if isinstance(entry, str) else entry
         if not self.toy or "FC-CLIP" not in self.methods:
             raise ValueError("panoptic quality is scored on the toy entries, for FC-CLIP (the one panoptic method)")
         contender = self.contender("FC-CLIP", seed, entry)
         indices = self.indices(entry)
         spec = {"method": "FC-CLIP", "weights": contender.key, "entry": entry.name, "images": indices, "kind": "PQ"}
-        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        kept = results.build_dir() / "runs" / self.profile.name / "crosspaper" / f"panoptic-{digest}.json"
-        if kept.is_file():
-            return json.loads(kept.read_text())
+        return results.kept(self._kept_dir() / f"panoptic-{results.digest(spec)}.json",
+                            lambda: self._panoptic_quality(entry, seed, indices))
+
+    def _panoptic_quality(self, entry: Entry, seed: int, indices) -> dict:
+        from ..data.toy_world import ToyWorld
+        from ..panoptic import PanopticQuality, targets_from_instances
+        from .fcclip import Experiment
+
         runner = self.chapter("FC-CLIP")
         model = runner.model(Experiment("frozen", seed))
         device = next(model.parameters()).device
@@ -543,10 +541,8 @@ class Runner:
                                      mode="nearest")[0, 0].long()
             truth, truth_info = targets_from_instances(sample["mask"], sample["instances"], thing)
             pq.update(segments, out["info"], truth, truth_info)
-        result = {name: 100 * pq.summary(ids)["pq"] for name, ids in
-                  (("PQ", None), ("PQ-seen", split.seen), ("PQ-unseen", split.unseen))}
-        results.write_json_atomic(kept, result)
-        return result
+        return {name: 100 * pq.summary(ids)["pq"] for name, ids in
+                (("PQ", None), ("PQ-seen", split.seen), ("PQ-unseen", split.unseen))}
 
     def panoptic_scores(self, record: results.RunRecord | None = None) -> "pd.DataFrame":
         """``panoptic_quality`` for every toy entry and seed (recorded as ``kind="quality"``); empty on real data."""

@@ -323,10 +323,8 @@ class Runner:
         Like the other chapters' kept evaluations, the name does not cover the code: delete the folder
         after changing the method."""
         import hashlib
-        import json
 
         from ..cache import weights_fingerprint
-        from ..train import save_atomic
 
         key = next((k for k, v in self._data.items() if v is dataset), None)
         if key is None:
@@ -337,13 +335,8 @@ class Runner:
             content.update(dataset[i]["image"].numpy().tobytes())
         spec = {**spec, "kind": kind, "profile": self.profile.name, "set": [key, dataset.name, len(dataset)],
                 "images": indices, "content": content.hexdigest(), "clip": weights_fingerprint(self.clip())}
-        digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = results.build_dir() / "runs" / self.profile.name / "pnp_ovss" / f"{kind}-{digest}.pt"
-        if path.is_file():
-            return torch.load(path, weights_only=False)
-        out = compute()
-        save_atomic(out, path)
-        return out
+        folder = results.build_dir() / "runs" / self.profile.name / "pnp_ovss"
+        return results.kept(folder / f"{kind}-{results.digest(spec, 16)}.pt", compute)
 
     def score(self, labels, dataset, indices, protocol: str = "standard", permute=None):
         """The confusion matrix of ``labels`` against the masks; ``permute(index, labels)`` may

@@ -483,21 +483,19 @@ class Runner:
                 "short_edge": self.test_size(e, target), **spec}
         if spec.get("proposals") and self.profile.get("simbaseline.max_classical_proposals"):
             spec["max_proposals"] = int(self.profile.get("simbaseline.max_classical_proposals"))
-        digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        kept = folder / f"evaluation-{digest}.json"
-        if kept.is_file():
-            return json.loads(kept.read_text())
-        t0 = time.perf_counter()
-        dataset = self.target_set(e, target)
-        matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
-                                  short_edge=spec["short_edge"], proposals=spec.get("proposals"),
-                                  max_proposals=spec.get("max_proposals", MAX_CLASSICAL_PROPOSALS),
-                                  overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))  # a target's official lambda
-        split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
-        out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
-        out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
-        results.write_json_atomic(kept, out)
-        return out
+        def compute():
+            t0 = time.perf_counter()
+            dataset = self.target_set(e, target)
+            matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
+                                      short_edge=spec["short_edge"], proposals=spec.get("proposals"),
+                                      max_proposals=spec.get("max_proposals", MAX_CLASSICAL_PROPOSALS),
+                                      overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))  # a target's official lambda
+            split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
+            out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
+            out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
+            return out
+
+        return results.kept(folder / f"evaluation-{results.digest(spec)}.json", compute)
 
     def predict(self, e: Experiment, indices, classifier: str = "ensemble", target: str | None = None) -> list:
         """The label maps ``e``'s model predicts for the test images ``indices`` (of ``target``'s set
