@@ -199,11 +199,32 @@ print("vocabulary:", short)
 print(f"pixels labelled the same with and without the synonyms: {(a == b).float().mean():.1%}")
 
 # %% [markdown]
+# ## Other CLIPs of the official model zoo
+#
+# The maintainers also released FC-CLIPs on OpenAI's ResNet CLIPs (RN50 to RN50x64), trained with the same
+# recipe. The method is the same with two differences: the dense map for the out-of-vocabulary classifier
+# is res5 itself, pooled in each mask by the CLIP's own **attention pooling** (the image-mean query may
+# attend only to the positions inside the mask, `fc.attention_mask_pool`) instead of an average followed
+# by the head; and a query whose mask has no pixel left on the CLIP's stride-32 grid skips that
+# classifier (`ENSEMBLE_ON_VALID_MASK`: its weights a and b are set to 0). `fc.build(clip="clip-rn50")`
+# builds one; the real profiles evaluate one with the zero-shot notebook's `MODEL` parameter.
+
+# %%
+from ovnb.methods.fcclip_weights import RELEASED
+
+display(pd.DataFrame([{"model": k, "CLIP": v["clip"], "checkpoint file": v["file"]} for k, v in RELEASED.items()])
+        .set_index("model"))
+
+# %% [markdown]
 # ## Deviations from the official code
 #
 # * Mask generator: transformers' `Mask2FormerPixelDecoder` and `Mask2FormerTransformerModule` (pure-PyTorch
 #   deformable attention, no CUDA build), which the official weights load into (`ovnb.methods.fcclip_weights`);
 #   the official pixel decoder runs in fp32 under AMP, this one in the ambient precision.
+# * ResNet CLIPs: a query with an empty mask attends to every position in the attention pooling (a finite
+#   embedding, then discarded by `ENSEMBLE_ON_VALID_MASK`) where the official call gives NaN (then
+#   discarded the same way, as `NaN ** 0 = 1`); with that rule off (`ensemble_on_valid_mask=False`) the
+#   official code would spread NaN, this one uses the global pooling.
 # * Toy profile: 24 queries, 64 channels, 2 deformable layers and 3 decoder layers (+1 prediction) instead of
 #   250, 256, 6 and 9; 500 steps of batch 8 at 3e-4 on 64-px LSJ crops (scale 0.5-2.0) instead of 368,750
 #   steps of batch 16 at 1e-4 on 1024-px crops (0.1-2.0).

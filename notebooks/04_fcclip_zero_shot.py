@@ -25,6 +25,9 @@
 # `mapillary-vistas` extract the archives you downloaded). The real profiles evaluate the **released**
 # ConvNeXt-L model (`fcclip_cocopan.pth`, from the official model zoo, in `DATA_ROOT/checkpoints/`), or
 # retrain it with the profile key `fcclip.retrain: [coco]` (a GPU and days: the paper schedule).
+# `MODEL = "fcclip-r50"` (or `-r101`, `-r50x4`, `-r50x16`, `-r50x64`) evaluates one of the zoo's models on
+# OpenAI's ResNet CLIPs instead (its checkpoint saved as `DATA_ROOT/checkpoints/fcclip_r50.pth` and so on);
+# their rows carry the model's name, since the paper reports ConvNeXt-L only.
 #
 # FC-CLIP is trained once, on COCO panoptic, and tested zero-shot on other datasets: panoptic quality,
 # instance AP and mIoU on ADE20K (Table 1), street views (Table 2), mIoU on six semantic benchmarks
@@ -51,6 +54,7 @@ SEEDS: list[int] | None = None  # toy: one trained model per seed; None: the pro
 DATA_ROOT = "data"  # where the real datasets are prepared (`ovnb data prepare NAME --root data`)
 PREPARE_DATA = False  # quick/paper: True downloads missing datasets into DATA_ROOT (says what, how large, where)
 CACHE_DIR = "build/cache"  # unused: forward passes are kept in each model's run directory under build/runs
+MODEL: str | None = None  # quick/paper: the official model zoo's model, e.g. "fcclip-r50" (ResNet-50 CLIP); None: ConvNeXt-L
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,7 +68,7 @@ from ovnb.reproduce.fcclip import PANOPTIC_COLUMNS, SEMANTIC, Experiment, start_
 from ovnb.results import compare, paper_vs_ours
 
 runner, record = start_notebook("04_fcclip_zero_shot", PROFILE, SEEDS, DATA_ROOT, progress=True,
-                                prepare_data=PREPARE_DATA)
+                                prepare_data=PREPARE_DATA, model=MODEL)
 SEEDS = list(record.seeds) if runner.toy else [record.seeds[0]]
 env.report(PROFILE, SEEDS)
 WEIGHTS = runner.weights_source()
@@ -94,7 +98,7 @@ for seed in SEEDS:
             rows.append({"test set": column, "classifier": label, "seed": seed, **{k: 100 * v for k, v in r.items()}})
             if kind == "geometric":
                 for metric, key in (("PQ", "pq"), ("AP", "ap"), ("mIoU", "miou")):
-                    record.add(100 * r[key], paper="fc_clip", table="Table 1", row="FC-CLIP",
+                    record.add(100 * r[key], paper="fc_clip", table="Table 1", row=runner.row(),
                                column=f"{column} {metric}", weights=WEIGHTS, seed=seed, **runner.context(name))
 table1 = pd.DataFrame(rows)
 if rows:
@@ -135,7 +139,7 @@ if runner.toy:
     for seed in SEEDS:
         r = runner.score(runner.outputs(Experiment("frozen", seed), "toy-shifted"), "toy-shifted", panoptic=False)
         rows3.append({"column": "A-150", "seed": seed, **{k: 100 * v for k, v in r.items()}})
-        record.add(100 * r["miou"], paper="fc_clip", table="Table 3", row="FC-CLIP", column="A-150", weights=WEIGHTS,
+        record.add(100 * r["miou"], paper="fc_clip", table="Table 3", row=runner.row(), column="A-150", weights=WEIGHTS,
                    seed=seed, dataset="toy-shifted")
 else:
     for column in columns:
@@ -143,7 +147,7 @@ else:
         out = runner.outputs(Experiment("frozen", SEEDS[0]), name)
         r = runner.score(out, name, panoptic=False)
         rows3.append({"column": column, "seed": SEEDS[0], **{k: 100 * v for k, v in r.items()}})
-        record.add(100 * r["miou"], paper="fc_clip", table="Table 3", row="FC-CLIP", column=column, weights=WEIGHTS,
+        record.add(100 * r["miou"], paper="fc_clip", table="Table 3", row=runner.row(), column=column, weights=WEIGHTS,
                    seed=SEEDS[0], **runner.context(name))
         record.metric(f"{column}: mIoU, detectron2-0.6 rule", 100 * r["miou_d2_06"], seed=SEEDS[0])
 table3 = pd.DataFrame(rows3)
@@ -162,22 +166,22 @@ for seed in SEEDS:
     e = Experiment("frozen", seed)
     if runner.toy:
         r = runner.score(runner.outputs(e, "toy-shifted"), "toy-shifted", grounding=True)
-        record.add(100 * r["pq"], paper="fc_clip", table="Table 7", row="FC-CLIP", column="grounding PQ ADE20K",
+        record.add(100 * r["pq"], paper="fc_clip", table="Table 7", row=runner.row(), column="grounding PQ ADE20K",
                    weights=WEIGHTS, seed=seed, dataset="toy-shifted")
-        record.add(100 * r["miou"], paper="fc_clip", table="Table 7", row="FC-CLIP", column="grounding mIoU A-150",
+        record.add(100 * r["miou"], paper="fc_clip", table="Table 7", row=runner.row(), column="grounding mIoU A-150",
                    weights=WEIGHTS, seed=seed, dataset="toy-shifted")
         rows7.append({"seed": seed, "grounding PQ": 100 * r["pq"], "grounding mIoU": 100 * r["miou"]})
     else:
         for column in [c for c in ("ADE20K", "Cityscapes", "Mapillary Vistas") if c in PANOPTIC_SETS]:
             name = PANOPTIC_COLUMNS[column]
             r = runner.score(runner.outputs(e, name), name, grounding=True)
-            record.add(100 * r["pq"], paper="fc_clip", table="Table 7", row="FC-CLIP",
+            record.add(100 * r["pq"], paper="fc_clip", table="Table 7", row=runner.row(),
                        column=f"grounding PQ {column}", weights=WEIGHTS, seed=seed, **runner.context(name))
             rows7.append({"seed": seed, "column": column, "grounding PQ": 100 * r["pq"]})
         for column in columns:
             name = SEMANTIC[column]
             r = runner.score(runner.outputs(e, name), name, panoptic=False, grounding=True)
-            record.add(100 * r["miou"], paper="fc_clip", table="Table 7", row="FC-CLIP",
+            record.add(100 * r["miou"], paper="fc_clip", table="Table 7", row=runner.row(),
                        column=f"grounding mIoU {column}", weights=WEIGHTS, seed=seed, **runner.context(name))
             rows7.append({"seed": seed, "column": column, "grounding mIoU": 100 * r["miou"]})
 display(pd.DataFrame(rows7).round(1))
@@ -203,7 +207,7 @@ if runner.toy or "ADE20K" in PANOPTIC_SETS:
                 label = f"alpha={a} beta={b}"
                 rows8.append({"setting": label, "alpha": a, "beta": b, "ensemble": kind, "seed": seed,
                               **{k: 100 * v for k, v in r.items()}})
-                record.add(100 * r["pq"], paper="fc_clip", table="Table 8", row=label, column=kind, weights=WEIGHTS,
+                record.add(100 * r["pq"], paper="fc_clip", table="Table 8", row=runner.row(label), column=kind, weights=WEIGHTS,
                            seed=seed, **runner.context(SET8))
     table8 = pd.DataFrame(rows8)
     display(table8.pivot_table(index="setting", columns="ensemble", values=["pq", "unseen_pq"], sort=False).round(1))
@@ -273,7 +277,7 @@ if not runner.toy:
         rows2.append({"test set": column, **{k: 100 * v for k, v in r.items()}})
         metrics = [("PQ", "pq"), ("SQ", "sq"), ("RQ", "rq"), ("mIoU", "miou")] + ([("AP", "ap")] if column == "Cityscapes" else [])
         for metric, key in metrics:
-            record.add(100 * r[key], paper="fc_clip", table="Table 2", row="FC-CLIP", column=f"{column} {metric}",
+            record.add(100 * r[key], paper="fc_clip", table="Table 2", row=runner.row(), column=f"{column} {metric}",
                        weights=WEIGHTS, seed=SEEDS[0], **runner.context(name))
     display(pd.DataFrame(rows2).round(1))
     display(paper_vs_ours(record, "fc_clip", "Table 2", PROFILE))
@@ -296,7 +300,7 @@ if not runner.toy and runner.retrain_on("ade20k"):
     for column, name in (("COCO", "coco-panoptic"), ("ADE20K", "ade20k-panoptic")):
         r = runner.score(runner.outputs(e5, name), name, train="ade20k")  # seen: ADE20K's classes
         for metric, key in (("PQ", "pq"), ("SQ", "sq"), ("RQ", "rq")):
-            record.add(100 * r[key], paper="fc_clip", table="Table 5", row="FC-CLIP", column=f"{column} {metric}",
+            record.add(100 * r[key], paper="fc_clip", table="Table 5", row=runner.row(), column=f"{column} {metric}",
                        weights="retrained", seed=SEEDS[0], **runner.context(name))
     display(paper_vs_ours(record, "fc_clip", "Table 5", PROFILE))
 else:
@@ -324,6 +328,9 @@ else:
 # * Checkpoint selection: `last` by default (the released checkpoint is the maintainers' `best-ade-pq`
 #   pick); the toy runs keep the weights at steps 250 and 500 (the official run evaluates every 5,000 of
 #   368,750 steps; `fcclip.keep_every` sets it for a retraining).
+# * The zoo's ResNet-CLIP models (`MODEL`): a query whose mask has no positive pixel on the CLIP's grid
+#   keeps its in-vocabulary probabilities, as the official `ENSEMBLE_ON_VALID_MASK`; its attention pooling
+#   attends everywhere instead of giving NaN (the official call's result, which that rule then discards).
 
 # %%
 record.save()

@@ -130,9 +130,10 @@ def cmd_profiles(args) -> int:
     return 0
 
 
-def _benchmark_configs(args, known: dict) -> list[str]:
-    """The ``--configs`` asked for (default: all of ``known``); an unknown one ends the command naming the valid ones."""
-    configs = args.configs or list(known)
+def _benchmark_configs(args, known: dict, default=None) -> list[str]:
+    """The ``--configs`` asked for (default: ``default``, else all of ``known``); an unknown one ends the command
+    naming the valid ones."""
+    configs = args.configs or list(default or known)
     unknown = [c for c in configs if c not in known]
     if unknown:
         raise SystemExit(f"ovnb: unknown {args.what} config(s) {unknown}; valid: {list(known)}")
@@ -155,7 +156,7 @@ def cmd_benchmark(args) -> int:
         from .reproduce import benchmark_fcclip, benchmark_pnp_ovss
 
         module = benchmark_pnp_ovss if args.what == "pnp-ovss" else benchmark_fcclip
-        configs = _benchmark_configs(args, module.CONFIGS)
+        configs = _benchmark_configs(args, module.CONFIGS, getattr(module, "DEFAULT_CONFIGS", None))
         timings = []
         for name in configs:  # one line per configuration as soon as it is measured, then the table
             if args.what == "pnp-ovss":
@@ -271,10 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                         "Eq. (1) on all proposals in one CLIP forward vs one by one, and segment() s/image "
                         "(configs toy, vit-b-16); pnp-ovss: the fast way vs the official way, time, peak memory and identical "
                         "masks (configs toy, blip-l); fcclip: FPS as the paper counts it (batch 1, post-processing included) "
-                        "with a per-stage breakdown and peak memory (configs toy, convnext-l)")
+                        "with a per-stage breakdown and peak memory (configs toy, convnext-l, rn50; also rn101, "
+                        "rn50x4, rn50x16, rn50x64)")
     p.add_argument("--configs", nargs="+", default=None,
                    help="fusioner-cache: toy, clip-l; fusioner-cosine: toy, paper; simbaseline: toy, vit-b-16; "
-                        "pnp-ovss: toy, blip-l; fcclip: toy, convnext-l")
+                        "pnp-ovss: toy, blip-l; fcclip: toy, convnext-l, rn50 (default), rn101, rn50x4, rn50x16, rn50x64")
     p.add_argument("--proposals", type=int, default=100, help="simbaseline: proposals per image")
     p.add_argument("--no-pipeline", action="store_true", help="simbaseline: the region benchmark only")
     p.add_argument("--steps", type=int, default=3)

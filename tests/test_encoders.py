@@ -32,7 +32,7 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_registry_names_every_public_checkpoint():
-    assert len(encoders.names()) == 16
+    assert len(encoders.names()) == 19
     for name in encoders.names():
         info = encoders.info(name)
         assert info.checkpoint and info.modalities and info.description

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ovnb.methods import fcclip as fc
 
@@ -275,20 +276,16 @@ def test_vit_dense_features_at_other_sizes_resize_the_positions():
     assert vit.model.visual.positional_embedding.shape[0] == native.shape[-1] * native.shape[-2] + 1
 
 
-def test_runner_scores_perfect_predictions_as_perfect():
-    """Stored outputs built from the ground truth itself (one query per segment, its class certain,
-    its mask exact) must score PQ = mIoU = 1, also in the grounding setting; a wrong class drops both."""
-    from ovnb import profiles
+def _perfect_outputs(runner, q=8):
+    """Stored outputs built from the toy ground truth itself: one query per segment, its class certain, its
+    mask exact; unused queries void."""
     from ovnb.panoptic import targets_from_instances
-    from ovnb.reproduce.fcclip import Outputs, Runner
+    from ovnb.reproduce.fcclip import Outputs
 
-    runner = Runner(profiles.load("smoke"))
     data = runner.dataset("toy")
-    names = runner.class_names("toy")
-    k = len(names)
+    k = len(runner.class_names("toy"))
     thing = runner.thing()
     outs = Outputs([], {"frozen": []}, [], [])
-    q = 8
     for i in runner.indices(data):
         s = data[i]
         segments, info = targets_from_instances(s["mask"], s["instances"], thing)
@@ -302,6 +299,17 @@ def test_runner_scores_perfect_predictions_as_perfect():
         outs.out_logits["frozen"].append(in_logits[:, :k].clone())
         outs.masks.append(masks.half())
         outs.sizes.append(tuple(s["mask"].shape))
+    return outs, k
+
+
+def test_runner_scores_perfect_predictions_as_perfect():
+    """Outputs made from the ground truth must score PQ = mIoU = 1, also in the grounding setting; a wrong
+    class drops both."""
+    from ovnb import profiles
+    from ovnb.reproduce.fcclip import Runner
+
+    runner = Runner(profiles.load("smoke"))
+    outs, k = _perfect_outputs(runner)
     for grounding in (False, True):
         r = runner.score(outs, "toy", grounding=grounding)
         assert r["pq"] == pytest.approx(1.0) and r["miou"] == pytest.approx(1.0)
@@ -309,6 +317,36 @@ def test_runner_scores_perfect_predictions_as_perfect():
         logits[:, :k] = logits[:, :k].roll(1, dims=1)  # every class one off
     r = runner.score(outs, "toy")
     assert r["pq"] < 0.2 and r["miou"] < 0.2
+
+
+def test_runner_ensembles_on_valid_masks_when_the_outputs_say_so():
+    """A ResNet model's outputs carry the valid-mask flags: queries marked invalid keep the in-vocabulary
+    classes, so a wrong out-of-vocabulary classifier cannot hurt them; marked valid, it does."""
+    from ovnb import profiles
+    from ovnb.reproduce.fcclip import Runner
+
+    runner = Runner(profiles.load("smoke"))
+    outs, k = _perfect_outputs(runner)
+    for logits in outs.out_logits["frozen"]:
+        logits[:, :k] = 3 * logits[:, :k].roll(1, dims=1)  # a confident, wrong out-of-vocabulary classifier
+    outs.valid = [torch.zeros(len(x), dtype=torch.bool) for x in outs.in_logits]
+    assert runner.score(outs, "toy", "out")["miou"] == pytest.approx(1.0)  # "out" too: weight 0 on invalid queries
+    outs.valid = [torch.ones(len(x), dtype=torch.bool) for x in outs.in_logits]
+    assert runner.score(outs, "toy", "out")["miou"] < 0.2
+
+
+def test_a_runner_evaluates_another_model_of_the_zoo(tmp_path):
+    from ovnb import profiles
+    from ovnb.reproduce.fcclip import Runner
+
+    runner = Runner(profiles.load("quick"), data_root=tmp_path, model="fcclip-r50")
+    assert runner.clip_name == "clip-rn50" and runner.row() == "FC-CLIP [fcclip-r50]"
+    with pytest.raises(FileNotFoundError, match="fcclip_r50.pth.*1tcB-8FNON-LwckXQbUyKcBA2G7TU65Zh"):
+        runner.released_weights()
+    with pytest.raises(ValueError, match="unknown released FC-CLIP 'fcclip-r18'.*fcclip-r50x64"):
+        Runner(profiles.load("quick"), data_root=tmp_path, model="fcclip-r18")
+    paper = Runner(profiles.load("quick"), data_root=tmp_path)
+    assert paper.clip_name == "clip-convnext-large-d-320" and paper.row() == "FC-CLIP"
 
 
 def test_benchmark_times_every_stage_of_the_toy_model():
@@ -419,3 +457,127 @@ def test_text_classifiers_kept_on_disk_are_reused_by_another_instance(tmp_path):
     other = FakeClip(1)
     TextClassifier(other, "photo", store=tmp_path)(["cat, kitty", "dog"])
     assert other.calls == 1
+
+
+# -- ResNet CLIPs (the official model zoo's RN50 ... RN50x64 variants) ----------------------------------
+def _official_resnet_pool(attnpool, x, masks):
+    """The official ``visual_prediction_forward_resnet`` call, written from its source: torch's
+    ``multi_head_attention_forward`` with the boolean mask ``masks < 0.5`` per head."""
+    import math as m
+
+    batch, channel, height, width = x.shape
+    num_masks = masks.shape[1]
+    pos = attnpool.positional_embedding.to(x.dtype)
+    spatial = pos[1:, None, :]
+    orig = int(m.sqrt(spatial.shape[0]))
+    spatial = spatial.permute(1, 2, 0).reshape(1, channel, orig, orig)
+    spatial = F.interpolate(spatial, size=(height, width), mode="bilinear", align_corners=False)
+    spatial = spatial.permute(2, 3, 0, 1).reshape(height * width, 1, channel)
+    x = x.reshape(batch, channel, height * width).permute(2, 0, 1)
+    key_value = x + spatial
+    masks = (masks.reshape(batch, num_masks, height * width) > 0).to(masks.dtype)
+    query = (x.mean(0, keepdim=True) + pos[:1, None, :]).repeat_interleave(num_masks, dim=0)
+    attn_mask = (masks < 0.5).unsqueeze(1).expand(-1, attnpool.num_heads, -1, -1)
+    attn_mask = attn_mask.reshape(batch * attnpool.num_heads, query.shape[0], key_value.shape[0])
+    return F.multi_head_attention_forward(
+        query=query, key=key_value, value=key_value, embed_dim_to_check=channel, num_heads=attnpool.num_heads,
+        q_proj_weight=attnpool.q_proj.weight, k_proj_weight=attnpool.k_proj.weight,
+        v_proj_weight=attnpool.v_proj.weight, in_proj_weight=None,
+        in_proj_bias=torch.cat([attnpool.q_proj.bias, attnpool.k_proj.bias, attnpool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=attnpool.c_proj.weight,
+        out_proj_bias=attnpool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False,
+        attn_mask=attn_mask)[0].permute(1, 0, 2)
+
+
+def test_resnet_attention_mask_pool_equals_the_official_masked_attention():
+    from open_clip.modified_resnet import AttentionPool2d
+
+    torch.manual_seed(0)
+    pool = AttentionPool2d(3, 16, 4, 8).eval()  # a 3x3 pretraining grid, resized to 4x5 here
+    x = torch.randn(2, 16, 4, 5)
+    masks = torch.randn(2, 3, 8, 10)
+    masks[1, 2] = -1.0  # an empty mask
+    small = F.interpolate(masks, size=(4, 5), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        got = fc.attention_mask_pool(pool, x, masks)
+        ref = _official_resnet_pool(pool, x, small)
+    assert got.shape == (2, 3, 8)
+    valid = fc.nonempty_masks(masks, (4, 5))
+    assert valid.tolist() == [[True, True, True], [True, True, False]]
+    assert torch.allclose(got[valid], ref[valid], atol=1e-5)
+    assert torch.isfinite(got).all()  # the empty mask attends everywhere instead of giving NaN
+    # a mask of one position pools that position's value alone (softmax over one key)
+    one = torch.full((1, 1, 4, 5), -1.0)
+    one[0, 0, 2, 3] = 1.0
+    with torch.no_grad():
+        single = fc.attention_mask_pool(pool, x[:1], one)[0, 0]
+        spatial = F.interpolate(pool.positional_embedding[1:].t().reshape(1, 16, 3, 3), size=(4, 5),
+                                mode="bilinear", align_corners=False)[0, :, 2, 3]
+        expected = pool.c_proj(pool.v_proj(x[0, :, 2, 3] + spatial))
+    assert torch.allclose(single, expected, atol=1e-5)
+
+
+def test_nonempty_masks_on_the_clip_grid():
+    logits = torch.full((1, 2, 8, 8), -5.0)
+    logits[0, 0, :4, :4] = 5.0  # a quarter of the image: positive on the 2x2 grid
+    logits[0, 1, 0, 0] = 5.0  # one stride-4 pixel: averaged away on the 2x2 grid
+    assert fc.nonempty_masks(logits, (2, 2)).tolist() == [[True, False]]
+    assert fc.nonempty_masks(logits, (8, 8)).tolist() == [[True, True]]
+
+
+def test_ensemble_on_valid_masks_keeps_the_in_vocabulary_probabilities_of_empty_masks():
+    g = torch.Generator().manual_seed(3)
+    in_logits, out_logits = torch.randn(1, 2, 4, generator=g), torch.randn(1, 2, 3, generator=g)
+    seen = torch.tensor([True, False, True])
+    valid = torch.tensor([[True, False]])
+    got = fc.ensemble(in_logits, out_logits, seen, 0.4, 0.8, valid=valid).exp()
+    full = fc.ensemble(in_logits, out_logits, seen, 0.4, 0.8).exp()
+    assert torch.allclose(got[0, 0], full[0, 0], atol=1e-6)  # a valid query: Eq. 7 as usual
+    p = _softmax(in_logits[0, 1].tolist())  # an empty one: in-vocabulary probabilities, void rescaled
+    expected = np.append(_softmax(in_logits[0, 1, :3].tolist()) * (1 - p[3]), p[3]) + 1e-8
+    assert np.allclose(got[0, 1].double().numpy(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="one flag per query"):
+        fc.ensemble(in_logits, out_logits, seen, valid=torch.tensor([True, False]))
+
+
+@pytest.mark.slow
+def test_fcclip_runs_on_the_real_rn50_clip_with_the_official_taps(tmp_path):
+    """The model zoo's RN50 variant: random CLIP weights, a narrow decoder, the official checkpoint layout."""
+    from test_fcclip_weights import official_state
+
+    torch.manual_seed(0)
+    model = fc.build(clip="clip-rn50", pretrained=False, num_queries=8, encoder_layers=1, decoder_layers=2,
+                     templates="photo", train_classes=["cat"]).eval()
+    assert model.resnet and model.valid_mask_ensemble  # official ENSEMBLE_ON_VALID_MASK for ResNet CLIPs
+    assert fc.backbone_channels(model.clip.model.visual) == [256, 512, 1024, 2048]  # official output_channels
+    image = torch.randint(0, 256, (1, 3, 64, 96), dtype=torch.uint8)
+    out = model(image, ["cat", "dog"])
+    assert out.clip_dense.shape == (1, 2048, 2, 3)  # res5 itself is the dense map
+    assert model.void_embedding.weight.shape == (1, 1024)  # RN50's EMBED_DIM
+    assert torch.isfinite(model.segment(image, ["cat", "dog"])).all()
+    assert len(model.panoptic(image, ["cat", "dog"])) == 1
+    # the official checkpoint of this configuration loads strictly
+    official = official_state(encoder_layers=1, decoder_layers=2, channels=[256, 512, 1024, 2048], clip_dim=1024,
+                              d=256, ffn_enc=1024, ffn_dec=2048, queries=8, heads=8)
+    torch.save({"model": official}, tmp_path / "fcclip_r50.pth")
+    fc.load_weights(model, tmp_path / "fcclip_r50.pth")
+    assert torch.equal(model.void_embedding.weight, official["void_embedding.weight"])
+    with pytest.raises(ValueError, match="ConvNeXt"):
+        fc.build(clip="clip-rn50", pretrained=False, finetune_backbone=True, num_queries=8, decoder_layers=2)
+
+
+@pytest.mark.slow
+def test_a_dry_run_evaluates_the_rn50_model_through_the_runner(tmp_path, monkeypatch):
+    """The zoo's RN50 model on the dry-run fixtures (random weights, one training step): the runner keeps
+    one valid-mask flag per query and scores with them."""
+    from ovnb import profiles
+    from ovnb.reproduce.fcclip import Experiment, Runner
+
+    monkeypatch.setenv("OVNB_BUILD_DIR", str(tmp_path / "build"))
+    runner = Runner(profiles.load("dryrun"), data_root=tmp_path / "data", model="fcclip-r50")
+    out = runner.outputs(Experiment(), "ade20k-150")
+    model = runner.model(Experiment())
+    assert model.resnet and model.clip.model.visual.layer1 is not None
+    assert len(out.valid) == len(out.in_logits) and out.valid[0].shape == out.in_logits[0].shape[:1]
+    r = runner.score(out, "ade20k-150")
+    assert 0.0 <= r["miou"] <= 1.0

@@ -16,7 +16,12 @@ CHANNELS = [40, 80, 160, 320]  # toy ConvNeXt stages (res2..res5)
 CLIP_DIM = 128
 
 
-def official_state(encoder_layers=2, decoder_layers=3, seed=0) -> dict:
+def official_state(encoder_layers=2, decoder_layers=3, seed=0, channels=None, clip_dim=CLIP_DIM, d=D,
+                   ffn_enc=FFN_ENC, ffn_dec=FFN_DEC, queries=Q, heads=HEADS) -> dict:
+    """An official-format state dict; the defaults fit the toy ConvNeXt model of ``_model``, ``channels``
+    and the widths another backbone (a ResNet CLIP's res2..res5, its EMBED_DIM as ``clip_dim``)."""
+    channels = CHANNELS if channels is None else channels
+    D, FFN_ENC, FFN_DEC, Q, HEADS = d, ffn_enc, ffn_dec, queries, heads  # noqa: N806 (the official sizes)
     g = torch.Generator().manual_seed(seed)
     s = {}
 
@@ -24,7 +29,7 @@ def official_state(encoder_layers=2, decoder_layers=3, seed=0) -> dict:
         s[name] = torch.randn(*shape, generator=g)
 
     pd, pr = "sem_seg_head.pixel_decoder.", "sem_seg_head.predictor."
-    for i, c in enumerate(CHANNELS[1:][::-1]):  # input_proj[0] is res5
+    for i, c in enumerate(channels[1:][::-1]):  # input_proj[0] is res5
         put(f"{pd}input_proj.{i}.0.weight", D, c, 1, 1), put(f"{pd}input_proj.{i}.0.bias", D)
         put(f"{pd}input_proj.{i}.1.weight", D), put(f"{pd}input_proj.{i}.1.bias", D)
     put(f"{pd}transformer.level_embed", LEVELS, D)
@@ -41,7 +46,7 @@ def official_state(encoder_layers=2, decoder_layers=3, seed=0) -> dict:
         put(e + "linear1.weight", FFN_ENC, D), put(e + "linear1.bias", FFN_ENC)
         put(e + "linear2.weight", D, FFN_ENC), put(e + "linear2.bias", D)
     put(f"{pd}mask_features.weight", D, D, 1, 1), put(f"{pd}mask_features.bias", D)
-    put(f"{pd}adapter_1.weight", D, CHANNELS[0], 1, 1)  # detectron2 Conv2d(bias=False, norm=GN)
+    put(f"{pd}adapter_1.weight", D, channels[0], 1, 1)  # detectron2 Conv2d(bias=False, norm=GN)
     put(f"{pd}adapter_1.norm.weight", D), put(f"{pd}adapter_1.norm.bias", D)
     put(f"{pd}layer_1.weight", D, D, 3, 3)
     put(f"{pd}layer_1.norm.weight", D), put(f"{pd}layer_1.norm.bias", D)
@@ -59,12 +64,12 @@ def official_state(encoder_layers=2, decoder_layers=3, seed=0) -> dict:
     put(f"{pr}query_feat.weight", Q, D), put(f"{pr}query_embed.weight", Q, D), put(f"{pr}level_embed.weight", LEVELS, D)
     for i in range(3):
         put(f"{pr}mask_embed.layers.{i}.weight", D, D), put(f"{pr}mask_embed.layers.{i}.bias", D)
-        out = CLIP_DIM if i == 2 else D
+        out = clip_dim if i == 2 else D
         put(f"{pr}class_embed.layers.{i}.weight", out, D), put(f"{pr}class_embed.layers.{i}.bias", out)
     put(f"{pr}_mask_pooling_proj.0.weight", D), put(f"{pr}_mask_pooling_proj.0.bias", D)
     put(f"{pr}_mask_pooling_proj.1.weight", D, D), put(f"{pr}_mask_pooling_proj.1.bias", D)
     s[f"{pr}logit_scale"] = torch.tensor(2.5)
-    put("void_embedding.weight", 1, CLIP_DIM)
+    put("void_embedding.weight", 1, clip_dim)
     s["criterion.empty_weight"] = torch.ones(134)
     return s
 

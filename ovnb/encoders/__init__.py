@@ -14,6 +14,7 @@ models.
 | clip-vit-l-14 | open_clip | ViT-L-14 / openai |
 | clip-convnext-large-d-320 | open_clip | convnext_large_d_320 / laion2b_s29b_b131k_ft_soup |
 | clip-rn50, clip-rn101, clip-vit-b-32 | open_clip | RN50 / RN101 / ViT-B-32, openai |
+| clip-rn50x4, clip-rn50x16, clip-rn50x64 | open_clip | RN50x4 / RN50x16 / RN50x64, openai |
 | dino-vit-b-16 | timm | vit_base_patch16_224.dino |
 | mocov3-vit-b-16 | timm | MoCo v3 vit-b-300ep (dl.fbaipublicfiles.com) |
 | bert-base-uncased, bert-large-uncased | transformers | google-bert/bert-{base,large}-uncased |
@@ -37,11 +38,17 @@ _INFO = [
                 "(hf-hub:laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup)", 320,
                 "ConvNeXt-Large CLIP (FC-CLIP's frozen backbone)"),
     EncoderInfo("clip-rn50", "open_clip", ("image", "text"), "open_clip RN50 / openai", 224,
-                "CLIP ResNet-50 (SimBaseline Table 8)"),
+                "CLIP ResNet-50 (SimBaseline Table 8, an FC-CLIP model-zoo backbone)"),
     EncoderInfo("clip-rn101", "open_clip", ("image", "text"), "open_clip RN101 / openai", 224,
-                "CLIP ResNet-101 (SimBaseline Tables 4 and 8)"),
+                "CLIP ResNet-101 (SimBaseline Tables 4 and 8, an FC-CLIP model-zoo backbone)"),
     EncoderInfo("clip-vit-b-32", "open_clip", ("image", "text"), "open_clip ViT-B-32 / openai", 224,
                 "CLIP ViT-B/32 (SimBaseline Table 8)"),
+    EncoderInfo("clip-rn50x4", "open_clip", ("image", "text"), "open_clip RN50x4 / openai", 288,
+                "CLIP ResNet-50x4 (an FC-CLIP model-zoo backbone)"),
+    EncoderInfo("clip-rn50x16", "open_clip", ("image", "text"), "open_clip RN50x16 / openai", 384,
+                "CLIP ResNet-50x16 (an FC-CLIP model-zoo backbone)"),
+    EncoderInfo("clip-rn50x64", "open_clip", ("image", "text"), "open_clip RN50x64 / openai", 448,
+                "CLIP ResNet-50x64 (an FC-CLIP model-zoo backbone)"),
     EncoderInfo("dino-vit-b-16", "timm", ("image",), "timm vit_base_patch16_224.dino", 224,
                 "DINO ViT-B/16, vision only (Fusioner model C)"),
     EncoderInfo("mocov3-vit-b-16", "timm", ("image",),
@@ -183,6 +190,9 @@ _BUILDERS = {
     "clip-rn50": _open_clip("RN50", "openai"),
     "clip-rn101": _open_clip("RN101", "openai"),
     "clip-vit-b-32": _open_clip("ViT-B-32", "openai"),
+    "clip-rn50x4": _open_clip("RN50x4", "openai"),
+    "clip-rn50x16": _open_clip("RN50x16", "openai"),
+    "clip-rn50x64": _open_clip("RN50x64", "openai"),
     "dino-vit-b-16": _timm("vit_base_patch16_224.dino"),
     "mocov3-vit-b-16": _timm("vit_base_patch16_224", "_load_mocov3"),
     "bert-base-uncased": _text("google-bert/bert-base-uncased", "bert-base-uncased"),

@@ -18,6 +18,14 @@ toy world) serves three modules (paper Fig. 3, Sec. 3.2):
    features inside the final masks and send them through the CLIP's own head (``trunk.head`` +
    ``head`` MLP), cosine times the CLIP's own temperature.
 
+The official model zoo also has FC-CLIPs on OpenAI's **ResNet CLIPs** (RN50, RN101, RN50x4, RN50x16,
+RN50x64; registry ``clip-rn50`` ...). Their taps are ``layer1..4`` (res5 itself is the dense map), and
+the out-of-vocabulary classifier pools each mask through the CLIP's own **attention pooling**
+(``attention_mask_pool``: the image-mean query attends only to the positions inside the mask,
+official ``visual_prediction_forward_resnet``). Their official configs set
+``ENSEMBLE_ON_VALID_MASK``: a query whose mask has no positive pixel on the CLIP's stride-32 grid
+keeps its in-vocabulary probabilities (``alpha = beta = 0`` for it; ``ensemble(..., valid=...)``).
+
 The two are fused by the **geometric ensemble** (Eq. 7, ``ensemble``): ``p_in^(1-a) p_out^a`` for
 classes seen in training, ``p_in^(1-b) p_out^b`` for the others (a = 0.4, b = 0.8), then rescaled by
 the in-vocabulary void probability. ``arithmetic`` (Table 8's alternative) mixes probabilities
@@ -93,6 +101,9 @@ class FCCLIPConfig:
     finetune_backbone: bool = False
     backbone_multiplier: float = 0.1
     out_vocab_source: str = "frozen"
+    # official ENSEMBLE_ON_VALID_MASK: queries whose mask is empty on the CLIP's grid skip the
+    # out-of-vocabulary classifier; None: as the official configs (on for ResNet CLIPs, off for ConvNeXt)
+    ensemble_on_valid_mask: bool | None = None
 
     ENSEMBLES = ("geometric", "arithmetic", "in", "out")
 
@@ -170,7 +181,7 @@ def max_over_synonyms(logits: torch.Tensor, counts: list[int]) -> torch.Tensor:
 
 
 def ensemble(in_logits: torch.Tensor, out_logits: torch.Tensor, seen: torch.Tensor, alpha: float = 0.4,
-             beta: float = 0.8, kind: str = "geometric") -> torch.Tensor:
+             beta: float = 0.8, kind: str = "geometric", valid: torch.Tensor | None = None) -> torch.Tensor:
     """FC-CLIP's Eq. 7 with void rescaling: log-probabilities ``[B, Q, K + 1]`` (void last).
 
     ``in_logits [B, Q, K + 1]`` (in-vocabulary, void last), ``out_logits [B, Q, K]`` (or ``K + 1``: a
@@ -178,8 +189,12 @@ def ensemble(in_logits: torch.Tensor, out_logits: torch.Tensor, seen: torch.Tens
 
     * ``p_in = softmax(in[:K])``, ``p_out = softmax(out[:K])`` (void dropped from both);
     * seen classes: ``log(p_in^(1-alpha) p_out^alpha)``; unseen ones the same with ``beta``;
-      ``arithmetic``: ``log((1-w) p_in + w p_out)`` instead; ``in`` / ``out``: one classifier alone;
+      ``arithmetic``: ``log((1-w) p_in + w p_out)`` instead; ``in`` / ``out``: one classifier alone
+      (weights 0 / 1);
     * ``p_void = softmax(in)[K]``; result ``log([softmax(fused) (1 - p_void), p_void] + 1e-8)``.
+
+    ``valid [B, Q]`` (official ``ENSEMBLE_ON_VALID_MASK``, ResNet CLIPs): the weights ``alpha`` and ``beta``
+    are zeroed for the queries marked False, so those keep the in-vocabulary probabilities.
     """
     k = in_logits.shape[-1] - 1
     if out_logits.shape[-1] == k + 1:
@@ -189,18 +204,21 @@ def ensemble(in_logits: torch.Tensor, out_logits: torch.Tensor, seen: torch.Tens
                          f"{out_logits.shape[-1]}, seen mask {seen.shape[-1]}")
     p_in = in_logits[..., :k].softmax(-1)
     p_out = out_logits.softmax(-1)
+    if kind not in FCCLIPConfig.ENSEMBLES:
+        raise ValueError(f"kind must be one of {FCCLIPConfig.ENSEMBLES}, got {kind!r}")
+    if kind in ("in", "out"):  # one classifier alone: the geometric ensemble's corners (weight 0 or 1)
+        alpha = beta = float(kind == "out")
     w = torch.where(seen.to(p_in.device), torch.tensor(alpha, device=p_in.device),
                     torch.tensor(beta, device=p_in.device)).to(p_in.dtype)
-    if kind == "geometric":
-        fused = (p_in ** (1 - w) * p_out ** w).log()
-    elif kind == "arithmetic":
+    if valid is not None:
+        if valid.shape != in_logits.shape[:-1]:
+            raise ValueError(f"valid has shape {tuple(valid.shape)}; it needs one flag per query, "
+                             f"{tuple(in_logits.shape[:-1])}")
+        w = w * valid.to(p_in.device, p_in.dtype)[..., None]
+    if kind == "arithmetic":
         fused = ((1 - w) * p_in + w * p_out).log()
-    elif kind == "in":
-        fused = p_in.log()
-    elif kind == "out":
-        fused = p_out.log()
     else:
-        raise ValueError(f"kind must be one of {FCCLIPConfig.ENSEMBLES}, got {kind!r}")
+        fused = (p_in ** (1 - w) * p_out ** w).log()
     p_void = in_logits.softmax(-1)[..., k:]
     probs = torch.cat([fused.softmax(-1) * (1.0 - p_void), p_void], dim=-1)
     return torch.log(probs + VOID_EPS)
@@ -317,15 +335,20 @@ class FCCLIP(nn.Module):
         self.config = config
         self.clip = clip if clip is not None else encoders.build(config.clip, pretrained=pretrained_clip)
         visual = getattr(getattr(self.clip, "model", None), "visual", None)
-        if visual is None or not hasattr(visual, "trunk") or not hasattr(visual.trunk, "stages"):
-            raise ValueError(f"FC-CLIP needs a convolutional open_clip CLIP (ConvNeXt), got {config.clip!r}")
+        self.resnet = visual is not None and is_resnet(visual)
+        if visual is None or not (self.resnet or (hasattr(visual, "trunk") and hasattr(visual.trunk, "stages"))):
+            raise ValueError(f"FC-CLIP needs a convolutional open_clip CLIP (ConvNeXt or ResNet), got {config.clip!r}")
         self.clip.freeze()
         self.trunk = None
         if config.finetune_backbone:  # Table 6: a trainable copy for the mask generator + in-vocabulary head
+            if self.resnet:
+                raise ValueError("finetune_backbone (Table 6) is defined for ConvNeXt CLIPs; a ResNet CLIP's batch "
+                                 f"norms have no fine-tuning recipe in the official code (got {config.clip!r})")
             import copy
 
             self.trunk = copy.deepcopy(visual.trunk).requires_grad_(True)
-        channels = [stage_out_channels(s) for s in visual.trunk.stages]
+        self.valid_mask_ensemble = self.resnet if config.ensemble_on_valid_mask is None else config.ensemble_on_valid_mask
+        channels = backbone_channels(visual)
         self.generator = _mask_generator_class()(config.mask2former(), channels)
         d, width = config.hidden_dim, self.clip.embed_dim
         self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
@@ -356,8 +379,10 @@ class FCCLIP(nn.Module):
 
     @torch.no_grad()
     def backbone(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """res2..res5 of the frozen CLIP trunk and ``norm_pre(res5)`` (official ``extract_features_convnext``)."""
-        return _trunk_features(self.clip.model.visual.trunk, x)
+        """res2..res5 of the frozen CLIP and its dense map for the out-of-vocabulary classifier: ConvNeXt
+        ``norm_pre(res5)`` (official ``extract_features_convnext``), ResNet res5 (``extract_features_resnet``)."""
+        visual = self.clip.model.visual
+        return _trunk_features(visual if self.resnet else visual.trunk, x)
 
     @torch.no_grad()
     def dense(self, images: torch.Tensor, source: str = "frozen") -> torch.Tensor:
@@ -407,10 +432,11 @@ class FCCLIP(nn.Module):
     @torch.no_grad()
     def out_vocabulary_logits(self, dense: torch.Tensor, mask_logits: torch.Tensor, class_names,
                               source: str | None = None) -> torch.Tensor:
-        """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head, cosine x CLIP's scale: ``[B, Q, K]``.
+        """Eq. 5-6: pool ``norm_pre(res5)`` in each mask, the CLIP's own head (ResNet: its attention pooling
+        restricted to the mask), cosine x CLIP's scale: ``[B, Q, K]``.
         ``source`` (default the configuration's): the trunk whose head is applied, ``frozen`` or ``finetuned``."""
         visual = self.clip.model.visual
-        trunk = self.trunk if (source or self.config.out_vocab_source) == "finetuned" else visual.trunk
+        trunk = self.trunk if (source or self.config.out_vocab_source) == "finetuned" else None
         emb = clip_mask_embeddings(visual, dense, mask_logits, trunk)
         text, counts = self.text(class_names)
         return max_over_synonyms(classification_logits(emb, text.to(emb), self.clip.model.logit_scale), counts)
@@ -423,7 +449,14 @@ class FCCLIP(nn.Module):
         seen = seen_mask(class_names, c.train_classes)
         out_logits = self.out_vocabulary_logits(out.clip_dense, out.mask_logits, class_names)
         return ensemble_fn(out.in_logits, out_logits, seen, c.alpha if alpha is None else alpha,
-                           c.beta if beta is None else beta, kind)
+                           c.beta if beta is None else beta, kind, valid=self.valid_masks(out))
+
+    def valid_masks(self, out: FCCLIPOutput) -> torch.Tensor | None:
+        """``[B, Q]`` whether each final mask has a positive pixel on the CLIP's dense grid, when the model
+        ensembles on valid masks only (official ``ENSEMBLE_ON_VALID_MASK``); else None."""
+        if not self.valid_mask_ensemble:
+            return None
+        return nonempty_masks(out.mask_logits, out.clip_dense.shape[-2:])
 
     def upsample_masks(self, out: FCCLIPOutput, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Mask logits at the padded input size, cropped to the image, resized to ``size`` (bilinear)."""
@@ -490,14 +523,83 @@ def clip_mask_embeddings(visual: nn.Module, dense: torch.Tensor, mask_logits: to
                          trunk: nn.Module | None = None) -> torch.Tensor:
     """Official ``visual_prediction_forward_convnext``: ``norm_pre(res5)`` features ``dense`` pooled in each
     mask, then the CLIP's head (``trunk.head`` on a 1x1 map, then ``visual.head``): ``[B, Q, D]``.
-    ``trunk`` (default ``visual.trunk``) is whose ``head`` is applied (Table 6's fine-tuned copy)."""
+    ``trunk`` (default ``visual.trunk``) is whose ``head`` is applied (Table 6's fine-tuned copy).
+    A ResNet CLIP (``visual_prediction_forward_resnet``): ``attention_mask_pool`` of res5 through its
+    attention pooling."""
+    if is_resnet(visual):
+        return attention_mask_pool(visual.attnpool, dense, mask_logits)
     pooled = mask_pool(dense, mask_logits)  # [B, Q, C5]
     b, q, c = pooled.shape
     head = (trunk or visual.trunk).head
     return visual.head(head(pooled.reshape(b * q, c, 1, 1))).view(b, q, -1)
 
 
+def nonempty_masks(mask_logits: torch.Tensor, grid) -> torch.Tensor:
+    """``[B, Q]`` bool: whether each mask ``[B, Q, H, W]`` (logits), resized (bilinear) to ``grid``, has a
+    pixel above 0 (official ``valid_masking`` of ``ENSEMBLE_ON_VALID_MASK``)."""
+    if tuple(mask_logits.shape[-2:]) != tuple(grid):
+        mask_logits = F.interpolate(mask_logits, size=tuple(grid), mode="bilinear", align_corners=False)
+    return (mask_logits > 0).flatten(2).any(-1)
+
+
+def attention_mask_pool(attnpool: nn.Module, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """A ResNet CLIP's attention pooling restricted to each mask (official ``visual_prediction_forward_resnet``):
+    ``features [B, C, h, w]`` (res5), ``mask_logits [B, Q, H, W]`` -> ``[B, Q, D]`` image embeddings.
+
+    The query is CLIP's usual one - the mean of all positions plus the first position embedding - and
+    the keys and values are the positions plus the spatial position embeddings (resized bilinearly from
+    the pretraining grid to ``h x w``); each mask (resized to ``h x w``, ``> 0``) lets the query attend
+    only to its own positions. Unlike CLIP's own pooling, the mean token is not among the keys.
+
+    A mask with no positive position has nothing to attend to: the official call gives NaN there, which
+    ``ENSEMBLE_ON_VALID_MASK`` then discards (``p_out^0``). Here such a query attends everywhere
+    (a finite embedding), and ``ensemble(..., valid=...)`` discards it the same way."""
+    b, c, h, w = features.shape
+    if mask_logits.shape[-2:] != (h, w):
+        mask_logits = F.interpolate(mask_logits, size=(h, w), mode="bilinear", align_corners=False)
+    inside = (mask_logits > 0).flatten(2)  # [B, Q, hw]
+    allowed = inside | ~inside.any(-1, keepdim=True)
+    pos = attnpool.positional_embedding.to(features.dtype)
+    n = int(round((pos.shape[0] - 1) ** 0.5))
+    spatial = pos[1:].t().reshape(1, c, n, n)
+    spatial = F.interpolate(spatial, size=(h, w), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+    x = features.flatten(2).transpose(1, 2)  # [B, hw, C]
+    query = x.mean(1, keepdim=True) + pos[:1]  # [B, 1, C]
+    keys = x + spatial
+    heads = attnpool.num_heads
+    d = c // heads
+    q = attnpool.q_proj(query).view(b, 1, heads, d).transpose(1, 2)  # [B, heads, 1, d]
+    k = attnpool.k_proj(keys).view(b, -1, heads, d).transpose(1, 2)  # [B, heads, hw, d]
+    v = attnpool.v_proj(keys).view(b, -1, heads, d).transpose(1, 2)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # [B, heads, 1, hw], one row for every mask
+    scores = scores.masked_fill(~allowed[:, None], float("-inf"))  # [B, heads, Q, hw]
+    pooled = scores.softmax(-1) @ v  # [B, heads, Q, d]
+    return attnpool.c_proj(pooled.transpose(1, 2).reshape(b, -1, c))
+
+
+def is_resnet(visual: nn.Module) -> bool:
+    """Whether an open_clip image tower is OpenAI's ``ModifiedResNet`` (attention pooling)."""
+    return hasattr(visual, "attnpool") and hasattr(visual, "layer4")
+
+
+def backbone_channels(visual: nn.Module) -> list[int]:
+    """Channels of res2..res5: a ConvNeXt's stage outputs, a ResNet's ``layer1..4`` outputs (official
+    ``output_channels``, e.g. 256/512/1024/2048 for RN50)."""
+    if is_resnet(visual):
+        return [getattr(visual, f"layer{i}")[-1].conv3.out_channels for i in range(1, 5)]
+    return [stage_out_channels(s) for s in visual.trunk.stages]
+
+
 def _trunk_features(trunk: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """res2..res5 and the dense map of a ConvNeXt trunk (``norm_pre(res5)``) or a ResNet CLIP tower (res5:
+    the stem's three convolutions and average pooling, then ``layer1..4``)."""
+    if is_resnet(trunk):
+        y = trunk.stem(x.to(trunk.conv1.weight.dtype))
+        maps = []
+        for i in range(1, 5):
+            y = getattr(trunk, f"layer{i}")(y)
+            maps.append(y)
+        return maps, y
     y = trunk.stem(x)
     maps = []
     for stage in trunk.stages:

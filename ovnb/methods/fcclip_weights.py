@@ -5,7 +5,7 @@ Drive links in the official README) hold ``{"model": state_dict, ...}`` with the
 class head under ``sem_seg_head.*``, the learned void embedding, and the loss's ``empty_weight``
 buffer. They hold no CLIP weights: the official code rebuilds the frozen CLIP from open_clip when the
 model is built (hence its "parameters not found in checkpoint: backbone.clip_model.*" warning), and
-so does ``ovnb`` (registry entry ``clip-convnext-large-d-320``). Any ``backbone.clip_model.*`` key that
+so does ``ovnb`` (registry entry ``clip-convnext-large-d-320``; ``clip-rn50`` ... for the ResNet models). Any ``backbone.clip_model.*`` key that
 a checkpoint does carry is ignored for the same reason.
 
 The name mapping follows the official modules (``msdeformattn.py``, ``fcclip_transformer_decoder.py``)
@@ -36,18 +36,31 @@ from pathlib import Path
 import torch
 
 #: the released checkpoints (official README model zoo, COCO panoptic training); Google Drive files
-#: cannot be fetched unattended, so the user downloads one and passes its path. Only the ConvNeXt-L
-#: model runs here: the ResNet variants pool masks through CLIP's attention pooling (not built yet).
+#: cannot be fetched unattended, so the user downloads one and passes its path. ``clip``: the registry CLIP
+#: the checkpoint was trained on (the official eval configs' CLIP_MODEL_NAME / CLIP_PRETRAINED_WEIGHTS);
+#: ``file``: the name this project looks for under ``DATA_ROOT/checkpoints`` (the Drive files have no
+#: fixed name except ``fcclip_cocopan.pth``). The ResNet models carry the same head with the CLIP's
+#: widths (EMBED_DIM 1024 / 512 / 640 / 768 / 1024) and ensemble on valid masks only.
 _DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
 RELEASED = {
     "fcclip-convnext-large": dict(clip="clip-convnext-large-d-320", file="fcclip_cocopan.pth",
-                                  url=_DRIVE.format("1-91PIns86vyNaL3CzMmDD39zKGnPMtvj"), supported=True),
-    "fcclip-r50": dict(clip="clip-rn50", url=_DRIVE.format("1tcB-8FNON-LwckXQbUyKcBA2G7TU65Zh"), supported=False),
-    "fcclip-r101": dict(clip="clip-rn101", url=_DRIVE.format("1P0mdgftReWzVbPQ0O0CSBfW3krHhTOj0"), supported=False),
-    "fcclip-r50x4": dict(clip="RN50x4", url=_DRIVE.format("1nUpUsNUE22eOV9skxv9IyIkmCbg5jrIF"), supported=False),
-    "fcclip-r50x16": dict(clip="RN50x16", url=_DRIVE.format("1rJu2UwwtI0VLDl9CyB8Mkgw9qHlnX70W"), supported=False),
-    "fcclip-r50x64": dict(clip="RN50x64", url=_DRIVE.format("1rvfFVp5p3PZQsHp2NGVEBeYYcqgVVaZX"), supported=False),
+                                  url=_DRIVE.format("1-91PIns86vyNaL3CzMmDD39zKGnPMtvj")),
+    "fcclip-r50": dict(clip="clip-rn50", file="fcclip_r50.pth", url=_DRIVE.format("1tcB-8FNON-LwckXQbUyKcBA2G7TU65Zh")),
+    "fcclip-r101": dict(clip="clip-rn101", file="fcclip_r101.pth", url=_DRIVE.format("1P0mdgftReWzVbPQ0O0CSBfW3krHhTOj0")),
+    "fcclip-r50x4": dict(clip="clip-rn50x4", file="fcclip_r50x4.pth", url=_DRIVE.format("1nUpUsNUE22eOV9skxv9IyIkmCbg5jrIF")),
+    "fcclip-r50x16": dict(clip="clip-rn50x16", file="fcclip_r50x16.pth",
+                          url=_DRIVE.format("1rJu2UwwtI0VLDl9CyB8Mkgw9qHlnX70W")),
+    "fcclip-r50x64": dict(clip="clip-rn50x64", file="fcclip_r50x64.pth",
+                          url=_DRIVE.format("1rvfFVp5p3PZQsHp2NGVEBeYYcqgVVaZX")),
 }
+
+
+def released(name: str) -> dict:
+    """The model-zoo entry ``name`` (``RELEASED``), or an error listing the known ones."""
+    if name not in RELEASED:
+        raise ValueError(f"unknown released FC-CLIP {name!r}; the official model zoo has: {', '.join(RELEASED)}")
+    return RELEASED[name]
+
 
 IGNORED = (re.compile(r"^backbone\.clip_model\."), re.compile(r"^criterion\.empty_weight$"))
 

@@ -9,11 +9,12 @@ between stages on a GPU). The text classifier is computed once beforehand and ca
 official code does. Peak memory: the GPU's ``max_memory_allocated``, or on a CPU the process's
 resident memory sampled every 2 ms minus what it held before (the weights).
 
-    ovnb benchmark fcclip [--configs toy convnext-l] [--images 3]
+    ovnb benchmark fcclip [--configs toy convnext-l rn50] [--images 3]
 
 ``convnext-l`` is the paper's architecture (ConvNeXt-L CLIP, 250 queries) with random weights at the
 paper's test size (800 x 1216: an ADE20K-like 4:3 image with shortest edge 800, longest at most 1333);
-the cost does not depend on the weights' values.
+the cost does not depend on the weights' values. ``rn50`` ... ``rn50x64``: the official model zoo's
+ResNet-CLIP models at the same size.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from .benchmark_pnp_ovss import _PeakSampler
 CONFIGS = {
     "toy": dict(clip="toy-clip-convnext", pretrained=True, image=(128, 128), classes=62),
     "convnext-l": dict(clip="clip-convnext-large-d-320", pretrained=False, image=(800, 1216), classes=150),
+    # the model zoo's ResNet-CLIP models (attention-pool mask pooling), same decoder, same test size
+    **{name: dict(clip=f"clip-{name}", pretrained=False, image=(800, 1216), classes=150)
+       for name in ("rn50", "rn101", "rn50x4", "rn50x16", "rn50x64")},
 }
+DEFAULT_CONFIGS = ("toy", "convnext-l", "rn50")  # the others on request (RN50x64 alone is 420M parameters)
 STAGES = ("backbone", "pixel decoder", "transformer decoder", "classifiers", "post-processing")
 
 

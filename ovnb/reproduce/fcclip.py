@@ -8,7 +8,8 @@
   columns, zero-shot). Each seed trains a new model; the test scenes are fixed.
 * ``quick`` / ``paper``: the **released** ConvNeXt-L checkpoint (``fcclip_cocopan.pth``, downloaded by
   the user from the official model zoo, path in the profile key ``fcclip.weights`` or
-  ``DATA_ROOT/checkpoints/fcclip_cocopan.pth``) on the panoptic test sets (``PANOPTIC``: ADE20K, COCO,
+  ``DATA_ROOT/checkpoints/fcclip_cocopan.pth``; ``fcclip.model`` picks another model of the zoo, e.g.
+  ``fcclip-r50`` on the ResNet-50 CLIP, ``fcclip_weights.RELEASED``) on the panoptic test sets (``PANOPTIC``: ADE20K, COCO,
   Cityscapes, Mapillary Vistas) and the semantic benchmarks (``SEMANTIC``) at the official test sizes
   (shortest edge 800, longest at most 1333; street views 1024 / 2560), class names with the official
   synonyms (``ovnb data prepare fcclip-class-lists``). With ``fcclip.retrain: [coco]`` the model is
@@ -28,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ from .fusioner import _resolve
 
 TOY_CLIP = "toy-clip-convnext"
 REAL_CLIP = "clip-convnext-large-d-320"
+DEFAULT_MODEL = "fcclip-convnext-large"  # the paper's model; ``fcclip.model`` picks another of the official zoo
 TOY_SPLIT = "toy-zero-shot"
 TOY_TRAIN_IMAGES = 3000  # the same training scenes as SimBaseline (the cross-paper benchmark compares them)
 TOY_TEST_IMAGES = 200
@@ -104,13 +106,15 @@ class Outputs:
     out_logits: dict[str, list[torch.Tensor]]  # out-of-vocabulary source -> [Q, K]
     masks: list[torch.Tensor]  # [Q, h, w]
     sizes: list[tuple[int, int]]
+    valid: list[torch.Tensor] = field(default_factory=list)  # [Q] bool, models that ensemble on valid masks only
 
 
 class Runner:
     """Profile keys: ``fcclip.iterations`` (toy training steps, default 500), ``fcclip.test_images``
     (toy test scenes, default 200), ``fcclip.test_size`` (toy test size, default 128),
     ``fcclip.test_edge`` (real data: shortest edge, default 800), ``fcclip.weights`` (the released
-    checkpoint's path), ``fcclip.templates`` (default the 14 ViLD templates; the dry run uses one:
+    checkpoint's path), ``fcclip.model`` (which model of the official zoo: ``fcclip_weights.RELEASED``,
+    default ``fcclip-convnext-large``; its CLIP is the real profiles' backbone), ``fcclip.templates`` (default the 14 ViLD templates; the dry run uses one:
     each sentence costs the real text tower ~65 ms on a CPU), ``eval_images``; retraining on real data:
     ``fcclip.retrain`` (a list of ``coco`` / ``ade20k``; default none: the released weights),
     ``fcclip.checkpoint`` (``last`` or ``best-ade-pq``), ``fcclip.keep_every`` (steps between kept
@@ -118,7 +122,7 @@ class Runner:
     ``fcclip.panoptic.columns``, ``fcclip.table3.columns``, ``fcclip.table9.sizes`` / ``.columns``."""
 
     def __init__(self, profile, data_root: str | Path = "data", device=None, progress: bool = False,
-                 prepare_data: bool = False, workers: int | None = None):
+                 prepare_data: bool = False, workers: int | None = None, model: str | None = None):
         from ..data.fixtures import data_root as fixture_root
 
         self.profile = profile
@@ -130,6 +134,10 @@ class Runner:
         self.test_size = int(profile.get("fcclip.test_size", TOY_TEST_SIZE))
         self.test_edge = int(profile.get("fcclip.test_edge", 800))
         self.templates = profile.get("fcclip.templates", "vild")
+        from ..methods.fcclip_weights import released
+
+        self.model_name = model or profile.get("fcclip.model", DEFAULT_MODEL)
+        self.zoo = released(self.model_name)
         self.eval_images = profile.eval_images
         self.workers = int(profile.workers if workers is None else workers)
         self.models: dict = {}
@@ -184,10 +192,21 @@ class Runner:
                                                       "retrained" if self.retrain_on("coco") else "released")
 
     def context(self, name: str) -> dict:
-        """What a run record says about test set ``name``: its name, and ``images`` when a profile scores a
-        subset of it."""
+        """What a run record says about test set ``name``: its name, ``images`` when a profile scores a
+        subset of it, and ``model`` when it is not the paper's ConvNeXt-L model (``fcclip.model``)."""
         subset = self.eval_images and not self.toy
-        return {"dataset": name, **({"images": len(self.indices(self.dataset(name)))} if subset else {})}
+        model = {"model": self.model_name} if self.model_name != DEFAULT_MODEL and not self.toy else {}
+        return {"dataset": name, **({"images": len(self.indices(self.dataset(name)))} if subset else {}), **model}
+
+    def row(self, label: str = "FC-CLIP") -> str:
+        """A table row's label in the run records: ``label``, or ``label [model]`` for a model of the zoo other
+        than the paper's (its numbers are then not set beside the paper's ConvNeXt-L values)."""
+        return label if self.toy or self.model_name == DEFAULT_MODEL else f"{label} [{self.model_name}]"
+
+    @property
+    def clip_name(self) -> str:
+        """The frozen CLIP: the toy ConvNeXt CLIP, or the CLIP of the zoo model ``fcclip.model``."""
+        return TOY_CLIP if self.toy else self.zoo["clip"]
 
     # -- models ------------------------------------------------------------------------------------
     def clip(self):
@@ -196,7 +215,7 @@ class Runner:
 
             if not self.profile.pretrained:  # random weights: the same in every process (and its cached texts)
                 torch.manual_seed(0)
-            self._clip = encoders.build(TOY_CLIP if self.toy else REAL_CLIP, pretrained=self.profile.pretrained,
+            self._clip = encoders.build(self.clip_name, pretrained=self.profile.pretrained,
                                         device=self.device)
         return self._clip
 
@@ -223,7 +242,7 @@ class Runner:
         clip = self.clip()  # built (drawing from the global RNG) before the seed: the same initial weights
         torch.manual_seed(e.seed)  # whether or not this process has built the CLIP already
         config = dict(fc.TOY) if self.toy else {}
-        config.update(clip=TOY_CLIP if self.toy else REAL_CLIP, train_classes=tuple(self.train_names(e.train)),
+        config.update(clip=self.clip_name, train_classes=tuple(self.train_names(e.train)),
                       finetune_backbone=e.backbone == "finetuned", templates=self.templates)
         model = fc.FCCLIP(fc.FCCLIPConfig(**config), clip=clip, text=self.shared_text())
         return model.to(self.device) if self.device is not None else model
@@ -235,9 +254,9 @@ class Runner:
         the number of threads)."""
         if self.toy:
             return None
-        if REAL_CLIP not in self._texts:
-            self._texts[REAL_CLIP] = fc.TextClassifier(self.clip(), self.templates, store=self.text_store)
-        return self._texts[REAL_CLIP]
+        if self.clip_name not in self._texts:
+            self._texts[self.clip_name] = fc.TextClassifier(self.clip(), self.templates, store=self.text_store)
+        return self._texts[self.clip_name]
 
     @property
     def text_store(self) -> Path | None:
@@ -255,15 +274,14 @@ class Runner:
         return results.build_dir() / "runs" / self.profile.name / "fcclip" / key
 
     def released_weights(self) -> Path:
-        path = self.profile.get("fcclip.weights") or (self.data_root / "checkpoints" / "fcclip_cocopan.pth")
-        path = _resolve(path)
+        """The released checkpoint of ``fcclip.model``: the profile key ``fcclip.weights`` or
+        ``DATA_ROOT/checkpoints/<file>`` (``fcclip_cocopan.pth`` for the paper's ConvNeXt-L model)."""
+        path = _resolve(self.profile.get("fcclip.weights") or (self.data_root / "checkpoints" / self.zoo["file"]))
         if not path.is_file():
-            from ..methods.fcclip_weights import RELEASED
-
             raise FileNotFoundError(
-                f"the released FC-CLIP checkpoint is not at {path}. Download fcclip_cocopan.pth (ConvNeXt-L, "
-                f"COCO panoptic) from {RELEASED['fcclip-convnext-large']['url']} (the official model zoo) and put "
-                f"it there, or set the profile key fcclip.weights to its path")
+                f"the released FC-CLIP checkpoint {self.model_name} ({self.zoo['clip']}, COCO panoptic) is not at "
+                f"{path}. Download it from {self.zoo['url']} (the official model zoo) and save it there, or set the "
+                f"profile key fcclip.weights to its path")
         return path
 
     @property
@@ -497,6 +515,8 @@ class Runner:
                     out.out_logits[s].append(model.out_vocabulary_logits(dense, o.mask_logits, names, s)[0].float().cpu())
                 out.masks.append(small[0].half().cpu())
                 out.sizes.append(tuple(sample["mask"].shape[-2:]))
+                if model.valid_mask_ensemble:  # ResNet CLIPs: empty masks skip the out-of-vocabulary classifier
+                    out.valid.append(model.valid_masks(o)[0].cpu())
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             torch.save(asdict(out), path)
@@ -513,7 +533,7 @@ class Runner:
         if key in self._outputs:
             return self._outputs[key]
         base = self.outputs(e, name)
-        if clip_name == (TOY_CLIP if self.toy else REAL_CLIP):  # the model's own frozen CLIP (and its text cache)
+        if clip_name == self.clip_name:  # the model's own frozen CLIP (and its text cache)
             self._encoders[clip_name] = self.clip()
         elif clip_name not in self._encoders:
             if not self.profile.pretrained:
@@ -580,7 +600,8 @@ class Runner:
                     continue
                 in_logits = in_logits.masked_fill(torch.cat([~present, torch.tensor([False])]), float("-inf"))
                 out_logits = out_logits.masked_fill(~present, float("-inf"))
-            log_probs = fc.ensemble(in_logits, out_logits, seen, alpha, beta, kind)
+            log_probs = fc.ensemble(in_logits, out_logits, seen, alpha, beta, kind,
+                                    valid=out.valid[j] if out.valid else None)
             masks = F.interpolate(out.masks[j][None].float(), size=out.sizes[j], mode="bilinear",
                                   align_corners=False)[0]
             sem = fc.semantic_inference(log_probs[None], masks[None])[0].max(0).indices
@@ -628,10 +649,13 @@ class _VoidUnseen(torch.utils.data.Dataset):
 
 
 def start_notebook(notebook: str, profile: str, seeds=None, data_root: str | Path = "data", progress: bool = False,
-                   prepare_data: bool = False) -> tuple[Runner, results.RunRecord]:
-    """The setup cell of an FC-CLIP notebook: the ``Runner`` and the notebook's ``RunRecord``."""
+                   prepare_data: bool = False, model: str | None = None) -> tuple[Runner, results.RunRecord]:
+    """The setup cell of an FC-CLIP notebook: the ``Runner`` and the notebook's ``RunRecord``. ``model``: the
+    model of the official zoo that real profiles evaluate (default: the profile's ``fcclip.model``, else the
+    paper's ConvNeXt-L)."""
     from .. import env, profiles
 
     prof = profiles.load(profile)
-    runner = Runner(prof, data_root=data_root, device=env.device(), progress=progress, prepare_data=prepare_data)
+    runner = Runner(prof, data_root=data_root, device=env.device(), progress=progress, prepare_data=prepare_data,
+                    model=model)
     return runner, results.RunRecord(notebook, profile, tuple(prof.seeds if seeds is None else seeds))
