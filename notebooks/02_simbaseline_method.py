@@ -225,6 +225,21 @@ seed_bars(table, "classifier", title=f"{split.name}, {WEIGHTS} weights, mean ± 
 plt.show()
 
 # %% [markdown]
+# How much of the generator's own score is naming rather than masking? Below, each ground-truth segment
+# of a class the generator was trained on is paired with one query by the training loss's Hungarian
+# matcher (`sb.matched_class_accuracy`), and counts as named when that query's best class is the
+# segment's. Chance and always answering the most frequent class are the references. The paper has no
+# such number; it tells whether the toy schedule has trained the class head far enough for the
+# orderings above to mean what they mean at the paper's scale.
+
+# %%
+accuracy = pd.DataFrame([{"seed": s, **runner.class_accuracy(replace(experiment, seed=s))} for s in runner.seeds])
+for row in accuracy.itertuples():
+    record.metric(f"{split.name}/generator/matched-class-accuracy", row.accuracy, seed=row.seed, weights=WEIGHTS,
+                  note=f"share (%) of {row.segments} seen-class test segments whose matched query names them")
+display(accuracy.set_index("seed").round(1))
+
+# %% [markdown]
 # ## 6. Learned prompts (Sec. 4.2)
 #
 # The text side of CLIP's classifier is a sentence per class. Instead of the hand-made "a sculpture of

@@ -511,3 +511,23 @@ def test_table8_a_region_clip_replaces_the_crop_classifier_with_its_own_text_emb
     _, logits, _ = model.proposals(images, names)
     q = sb.clip_probabilities(other, image, sb.binarize(logits[0]), other.embed_text(names, "sculpture").float())
     torch.testing.assert_close(model.segment(images, names)[0], sb.semantic_map(q, logits[0]))
+
+
+def test_matched_class_accuracy_counts_the_hungarian_matched_queries_that_name_their_segment():
+    """Two segments (left half: class 0, right half: class 1), three queries: one covers the left half and
+    says class 0, one is empty, one covers the right half but says class 2. The matcher pairs the segments
+    with the queries that cover them; one of the two is named. An image without segments counts nothing."""
+    from transformers.models.maskformer.modeling_maskformer import MaskFormerHungarianMatcher
+
+    left = torch.zeros(8, 8)
+    left[:, :4] = 1
+    right = 1 - left
+    masks = torch.stack([10 * (2 * left - 1), torch.full((8, 8), -10.0), 10 * (2 * right - 1)])
+    logits = torch.full((3, 4), -5.0)  # classes 0..2 and no-object
+    logits[0, 0], logits[1, 3], logits[2, 2] = 5.0, 5.0, 5.0
+    matcher = MaskFormerHungarianMatcher(cost_class=1.0, cost_mask=20.0, cost_dice=1.0)
+    named, segments = sb.matched_class_accuracy(
+        torch.stack([logits, logits]), torch.stack([masks, masks]),
+        [torch.stack([left, right]), torch.zeros(0, 8, 8)], [torch.tensor([0, 1]), torch.zeros(0, dtype=torch.long)],
+        matcher)
+    assert (named, segments) == (1, 2)

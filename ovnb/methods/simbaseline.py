@@ -202,6 +202,21 @@ def pseudo_labels(scores: torch.Tensor, ground_truth: torch.Tensor, seen: torch.
 
 
 
+def matched_class_accuracy(class_logits: torch.Tensor, mask_logits: torch.Tensor, mask_labels, class_labels,
+                           matcher) -> tuple[int, int]:
+    """How well the generator's own class head names what it segments, apart from any assembly: each
+    ground-truth segment gets one query by the training loss's Hungarian ``matcher`` (class + mask costs),
+    and it counts as named when that query's best class (no-object left out) is the segment's class.
+    ``class_logits [B, Q, C + 1]``, ``mask_logits [B, Q, H, W]`` at the labels' size, per image
+    ``mask_labels [N, H, W]`` and ``class_labels [N]``. Returns ``(named, segments)``."""
+    named = segments = 0
+    for b, (queries, targets) in enumerate(matcher(mask_logits, class_logits, list(mask_labels), list(class_labels))):
+        best = class_logits[b, queries.to(class_logits.device), :-1].argmax(-1)
+        named += int((best == class_labels[b][targets.to(best.device)]).sum())
+        segments += len(targets)
+    return named, segments
+
+
 def oracle_probabilities(binary: torch.Tensor, ground_truth: torch.Tensor, num_classes: int,
                          ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Table 6's oracle classifier: each proposal ``[Q, H, W]`` (bool) gets probability 1 for the

@@ -474,6 +474,47 @@ class Runner:
                 self.models[e].region_clip = None
                 self.models[e].use_prompts(self.own_prompts(e))
 
+    def class_accuracy(self, e: Experiment, images: int | None = None) -> dict:
+        """The generator's own class head on ``e``'s test images, apart from assembly and CLIP: the share of
+        ground-truth segments of the classes it was trained on whose Hungarian-matched query names them
+        (``sb.matched_class_accuracy``; vocabulary: those classes, no-object left out), with chance and the
+        most frequent class as references. ``images``: the first that many test images (default: all
+        evaluated). Kept beside the checkpoint."""
+        if e.head != "maskformer":
+            raise ValueError(f"an FCN has no queries to match: class_accuracy needs head='maskformer', not {e.head!r}")
+        indices = self.test_indices(e)[:images] if images else self.test_indices(e)
+        spec = {"measure": "matched-class-accuracy", "images": indices}
+
+        def compute():
+            model = self.model(e)
+            dataset = self.test_set(e)
+            classes = [dataset.class_names.index(n) for n in model.seen_names]
+            table = torch.full((256,), sb.IGNORE_INDEX, dtype=torch.long)
+            table[torch.tensor(classes)] = torch.arange(len(classes))
+            matcher = model.criterion(len(classes)).matcher
+            named = segments = 0
+            counts = torch.zeros(len(classes))
+            batch = 25 if self.toy else 1  # toy scenes share one size; real images go one at a time, resized
+            for start in range(0, len(indices), batch):
+                samples = [dataset[i] for i in indices[start:start + batch]]
+                images_ = resize_shortest_edge(torch.stack([s["image"] for s in samples]).to(self.device),
+                                               self.test_size(e)).float().round().clamp(0, 255)
+                masks = table[torch.stack([s["mask"] for s in samples]).long().clamp(0, 255)]
+                targets = [sb.semantic_targets(m) for m in masks]
+                with torch.no_grad():
+                    class_logits, mask_logits, _ = model.proposals(images_, model.seen_names)
+                    mask_logits = torch.nn.functional.interpolate(mask_logits, size=masks.shape[-2:], mode="bilinear",
+                                                                  align_corners=False)
+                    n, k = sb.matched_class_accuracy(class_logits.cpu(), mask_logits.cpu(), [t[0] for t in targets],
+                                                     [t[1] for t in targets], matcher)
+                named, segments = named + n, segments + k
+                for t in targets:
+                    counts += torch.bincount(t[1], minlength=len(classes)).float()
+            return {"accuracy": 100 * named / max(segments, 1), "segments": segments,
+                    "chance": 100 / len(classes), "most_frequent": 100 * float(counts.max()) / max(segments, 1)}
+
+        return results.kept(self.run_dir(e) / f"class-accuracy-{results.digest(spec)}.json", compute)
+
     def _kept_scores(self, folder: Path, model, e: Experiment, classifier: str, **spec) -> dict:
         """The scores of ``model()`` (built only when they are not kept yet) on ``e``'s test images (or
         ``spec["target"]``'s), kept in ``folder`` under a name covering the classifier, the images, the
