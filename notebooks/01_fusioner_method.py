@@ -384,4 +384,5 @@ segment_figure(scene["image"], default_names)
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

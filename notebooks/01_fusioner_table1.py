@@ -200,4 +200,5 @@ episode_grid([test[i % len(test)] for i in (0, 4, 8, 12)], models);
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -145,4 +145,5 @@ paper_schedule()
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

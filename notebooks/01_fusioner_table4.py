@@ -114,4 +114,5 @@ print(ablation.sentence())
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -109,4 +109,5 @@ episode_grid([test[3 * k % len(test)] for k in range(5)], {"Fusioner": model}, i
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

@@ -300,4 +300,5 @@ judge_pairs(prompt_table, "prompt", [("learned", "manual", "hIoU")], record, spl
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

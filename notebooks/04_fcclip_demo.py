@@ -176,4 +176,5 @@ show(load_image(IMAGE), parse_vocabulary(VOCABULARY or DEFAULTS[IMAGE]))
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")

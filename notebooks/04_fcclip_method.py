@@ -231,4 +231,5 @@ display(pd.DataFrame([{"model": k, "CLIP": v["clip"], "checkpoint file": v["file
 
 # %%
 record.save()
+runner.close()  # the training processes, if any
 print(f"saved {record.notebook} ({PROFILE}) in {record.wall_time_s:.0f} s")
