@@ -43,7 +43,6 @@ from ..panoptic import PanopticQuality, targets_from_instances
 from .fusioner import _resolve
 
 TOY_CLIP = "toy-clip-convnext"
-REAL_CLIP = "clip-convnext-large-d-320"
 DEFAULT_MODEL = "fcclip-convnext-large"  # the paper's model; ``fcclip.model`` picks another of the official zoo
 TOY_SPLIT = "toy-zero-shot"
 TOY_TRAIN_IMAGES = 3000  # the same training scenes as SimBaseline (the cross-paper benchmark compares them)
