@@ -187,8 +187,13 @@ pd.DataFrame([{"name": n, "family": encoders.info(n).family, "checkpoint": encod
 #   (BLIP itself mines its negatives by contrastive similarity; the colour swap is what the quality
 #   bar measures). Its batches are random, with
 #   images whose caption names two or more things drawn more often (`blip_binding_weight`): binding
-#   each colour to its shape is where ITM is hard. The vision tower is initialised with std 0.02
-#   (transformers' BLIP default of 1e-10 assumes pretrained weights).
+#   each colour to its shape is where ITM is hard. Its vision tower starts from the trained toy CLIP
+#   ViT (patch embedding, class token, positions, its first four blocks and final norm; open_clip's
+#   `ln_pre` has no place in BLIP's ViT and is dropped), as BLIP's ViT starts from an
+#   ImageNet-pretrained ViT, and then stays **frozen** (`blip_freeze_vision`) - a deviation: BLIP
+#   fine-tunes its ViT. Trained from scratch in the toy budget, the vision tower's patch tokens do
+#   not stay local, and neither does the cross-attention that PnP-OVSS reads (chapter 3): its GradCAM
+#   pointed inside the named object about as often as chance in some runs of that recipe.
 #
 # The committed checkpoints carry a manifest with their checksums, the pretraining configuration, and
 # the time pretraining took on the machine that produced them:

@@ -100,7 +100,10 @@ def cmd_toy_pretrain(args) -> int:
 
     cfg = toy_pretrain.SMOKE if args.smoke else toy_pretrain.PretrainConfig()
     out = Path(args.out) if args.out else toy.WEIGHTS_DIR
-    manifest = toy_pretrain.pretrain_all(cfg, out, progress=not args.quiet)
+    if args.blip_only:
+        manifest = toy_pretrain.pretrain_blip(cfg, out, progress=not args.quiet)
+    else:
+        manifest = toy_pretrain.pretrain_all(cfg, out, progress=not args.quiet)
     print(json.dumps({"timings": manifest["timings"], "quality": manifest["quality"],
                       "models": {k: v["bytes"] for k, v in manifest["models"].items()}}, indent=2))
     print(f"ovnb: toy weights written to {out}")
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p = toy_sub.add_parser("pretrain", help="pretrain the toy CLIPs and toy BLIP and rewrite their checkpoints")
     p.add_argument("--out", default=None, help="write weights here instead of ovnb/encoders/toy_weights/")
     p.add_argument("--smoke", action="store_true", help="a few steps only (checks the pipeline, weights are useless)")
+    p.add_argument("--blip-only", action="store_true",
+                   help="retrain the toy BLIP alone on the toy CLIPs and vocabulary already in the weights folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_toy_pretrain)
     p = toy_sub.add_parser("check", help="verify the toy checkpoints (and optionally measure their quality)")

@@ -216,6 +216,14 @@ def test_pretraining_pipeline_runs_and_writes_verified_weights(tmp_path):
     with toy.use_weights_dir(tmp_path):
         for name in toy.TOY_NAMES:
             toy.load_state_dict(name)
+    # the BLIP alone, on the CLIPs just written: they stay as they are, the manifest says what was redone
+    clips = {name: manifest["models"][name]["sha256"] for name in ("toy-clip-vit", "toy-clip-convnext")}
+    again = toy_pretrain.pretrain_blip(toy_pretrain.SMOKE, tmp_path, progress=False)
+    assert {name: again["models"][name]["sha256"] for name in clips} == clips
+    assert "toy-blip" in again["regenerated"] and set(again["quality"]) == set(manifest["quality"])
+    with toy.use_weights_dir(tmp_path):
+        for name in toy.TOY_NAMES:
+            toy.load_state_dict(name)
 
 
 def test_random_weights_are_a_function_of_the_name_and_leave_the_callers_random_state():

@@ -103,3 +103,37 @@ def test_text_pretraining_trains_the_blip_text_encoder_only():
     changed = _text_pretraining_changes("toy-blip", encoders.toy.tokenizer().hf)
     assert any(k.startswith("text_encoder.") for k in changed) and any(k.startswith("text_proj.") for k in changed)
     assert not any(k.startswith(("vision_model.", "vision_proj.", "itm_head.")) for k in changed)
+
+
+def test_blip_vision_from_open_clip_computes_the_clip_blocks():
+    """The toy BLIP's vision tower initialised from the toy CLIP ViT computes open_clip's own patch
+    embedding, class token, position embeddings, first four blocks and final norm (``ln_pre`` left out,
+    as BLIP's ViT has none)."""
+    clip = encoders.build("toy-clip-vit", pretrained=False).model.visual.eval()
+    blip = encoders.build("toy-blip", pretrained=False).model.vision_model.eval()
+    toy_pretrain.vision_from_open_clip(blip, clip.state_dict())
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        x = clip.conv1(image).flatten(2).transpose(1, 2)
+        x = torch.cat([clip.class_embedding.expand(2, 1, -1), x], dim=1) + clip.positional_embedding
+        for block in clip.transformer.resblocks[:len(blip.encoder.layers)]:
+            x = block(x)
+        expected = clip.ln_post(x)
+        got = blip(pixel_values=image).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_blip_pretraining_keeps_a_frozen_vision_tower():
+    torch.manual_seed(0)
+    enc = encoders.build("toy-blip", pretrained=False)
+    enc.tokenizer = encoders.toy.tokenizer().hf
+    pool = toy_pretrain.make_pool(24, seed=3, progress=False)
+    changed = {}
+    for frozen in (True, False):
+        before = {k: v.clone() for k, v in enc.model.state_dict().items()}
+        cfg = toy_pretrain.PretrainConfig(batch_size=8, blip_freeze_vision=frozen)
+        toy_pretrain.train_blip(enc, pool, steps=2, lr=1e-3, cfg=cfg, progress=False, warmup=1)
+        changed[frozen] = {k for k, v in enc.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert not any(k.startswith("vision_model.") for k in changed[True])
+    assert any(k.startswith("text_encoder.") for k in changed[True]) and "itm_head.weight" in changed[True]
+    assert any(k.startswith("vision_model.encoder.") for k in changed[False])
