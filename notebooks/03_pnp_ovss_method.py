@@ -253,6 +253,9 @@ for i in indices[:3]:
 #   keeps `[CLS]` and multi-word names (`first_token="keep"`, `single_word=False`); its defaults are
 #   layer 2 of 4 with heads averaged (the toy BLIP has 4 x 4), background rule "never" (toy scenes have
 #   no background class), 64 px. "picture" is not a toy word: the prompt's second word is `[UNK]`.
+#   Its vision tower is the toy CLIP ViT's first four blocks, kept frozen while the rest of the BLIP
+#   pretrained (BLIP fine-tunes its ViT): trained from scratch in the toy budget, its cross-attention
+#   did not stay local (`00_toy_world` says how the toy models were made).
 
 # %%
 record.save()
