@@ -64,7 +64,7 @@ from ovnb import env
 from ovnb.claims import judge_pairs
 from ovnb.results import paper_vs_ours
 from ovnb.viz import seed_bars
-from ovnb.reproduce.simbaseline import Experiment, start_notebook
+from ovnb.reproduce.simbaseline import Evaluation, Experiment, start_notebook
 
 runner, record = start_notebook("02_simbaseline_zero_shot", PROFILE, SEEDS, DATA_ROOT, progress=True,
                                 prepare_data=PREPARE_DATA)
@@ -74,7 +74,10 @@ SPLIT = "coco-stuff-171"
 split = runner.split(Experiment(SPLIT))
 CONFIGS = {name: Experiment(SPLIT, prompt=runner.prompt, **fields) for name, fields in {
     "FCN": dict(head="fcn"), "Ours": {}, "Ours+ST": dict(self_training=True), "Sup": dict(vocabulary="all")}.items()}
-runner.train_all([x for e in CONFIGS.values() for x in e.with_seeds(runner.seeds)])  # side by side where it can
+# every model trained, then scored (below), side by side where the profile has workers
+EVALUATIONS = {(label, e.seed): Evaluation(e, "generator" if e.head == "fcn" else "ensemble")
+               for label, experiment in CONFIGS.items() for e in experiment.with_seeds(runner.seeds)}
+runner.train_all(evaluations=EVALUATIONS.values())
 
 # %% [markdown]
 # ## Scores
@@ -98,13 +101,11 @@ def mean(values):
 
 
 rows = []
-for label, experiment in CONFIGS.items():
-    for e in experiment.with_seeds(runner.seeds):
-        scores = runner.evaluate(e, "generator" if e.head == "fcn" else "ensemble")
-        unseen = {c: scores["per_class"][c] for c in split.unseen}
-        rows.append({"model": label, "seed": e.seed, **{k: scores[k] for k in ("hIoU", "mIoU", "mIoU-seen", "mIoU-unseen", "pAcc")},
-                     "unseen things": mean([v for c, v in unseen.items() if is_thing(c)]),
-                     "unseen stuff": mean([v for c, v in unseen.items() if not is_thing(c)])})
+for (label, seed), scores in zip(EVALUATIONS, runner.evaluate_all(EVALUATIONS.values())):
+    unseen = {c: scores["per_class"][c] for c in split.unseen}
+    rows.append({"model": label, "seed": seed, **{k: scores[k] for k in ("hIoU", "mIoU", "mIoU-seen", "mIoU-unseen", "pAcc")},
+                 "unseen things": mean([v for c, v in unseen.items() if is_thing(c)]),
+                 "unseen stuff": mean([v for c, v in unseen.items() if not is_thing(c)])})
 scores = pd.DataFrame(rows)
 scores.groupby("model", sort=False).agg(["mean", "std"]).drop(columns="seed").round(1)
 

@@ -95,6 +95,11 @@ def test_self_training_learns_the_teachers_pseudo_labels(build_dir):
         kept = torch.isin(truth, seen)
         assert torch.equal(target[kept], truth[kept])  # seen ground truth is kept
         assert not torch.isin(target[~kept], seen).any()  # elsewhere only unseen classes (or rejected)
+    teacher, names = runner.model(student.teacher), list(base.class_names)
+    for i in (0, len(labelled) - 1):  # written a batch at a time: each the teacher's one-image labels
+        one = sb.pseudo_labels(rs.segment_at(teacher, base[i]["image"], names, None, base[i]["mask"].shape),
+                               base[i]["mask"], split.seen_flags, runner.pseudo_threshold)
+        assert (labelled[i]["mask"] != one).float().mean() < 0.002
     model = runner.model(student)
     assert set(model.seen_names) == set(split.class_names)  # the student learns every class name
 
@@ -115,7 +120,7 @@ def test_test_sizes_are_the_official_ones_and_the_dry_run_caps_them():
 def test_voc_runs_the_official_fraction_of_a_shortened_coco_schedule():
     coco, voc = rs.Experiment("coco-stuff-171"), rs.Experiment("voc-20")
     toy = rs.Runner(profiles.load("toy"), workers=1)
-    assert (toy.settings(coco).iterations, toy.settings(voc).iterations) == (200, 67)  # 200 * 20k / 60k, rounded
+    assert (toy.settings(coco).iterations, toy.settings(voc).iterations) == (150, 50)  # 150 * 20k / 60k
     assert rs.Runner(smoke(), workers=1).settings(voc).iterations == 1  # never below one step
     paper = rs.Runner(profiles.load("paper"), workers=1)
     assert (paper.settings(coco).iterations, paper.settings(coco).batch_size) == (60_000, 32)
@@ -233,3 +238,66 @@ def test_a_cross_dataset_target_gets_its_official_lambda_for_trained_and_release
         seen.append(first["config"])
     assert seen == [(0.3, 0.4), (0.3, 0.4), (0.8, 0.5)], "the target's config while it is evaluated, then back"
     assert (model.config.lam, model.config.mask_threshold) == (0.8, 0.5)
+
+
+def test_evaluations_are_scheduled_after_what_they_need_longest_chains_first(build_dir, monkeypatch):
+    """``train_all(..., evaluations=...)`` trains what the evaluations need first - prompts, then the
+    teacher, then its self-training student, then the other models - and runs each evaluation once;
+    ``evaluate_all`` returns what ``evaluate`` then reads back from disk, in the order asked."""
+    runner = rs.Runner(smoke(), workers=1)
+    student, fcn = rs.Experiment(self_training=True), rs.Experiment(head="fcn")
+    teacher = student.teacher
+    asked = [rs.Evaluation(fcn, "generator"), rs.Evaluation(student), rs.Evaluation(teacher, "clip", prompts="learned"),
+             rs.Evaluation(fcn, "generator")]  # asked twice: run once
+    done = []
+    real_job = runner.job
+    monkeypatch.setattr(runner, "job", lambda kind, x: (done.append((kind, x)), real_job(kind, x)))
+    scores = runner.evaluate_all(asked)
+    assert done == [("prompts", teacher), ("model", teacher), ("model", student), ("model", fcn),
+                    ("evaluate", asked[0]), ("evaluate", asked[1]), ("evaluate", asked[2])]
+    assert all(runner.is_done("evaluate", r) for r in asked)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(rs, "confusion_matrix", fail)
+    fresh = rs.Runner(smoke(), workers=1)
+    assert scores == [fresh.evaluate(r.experiment, **r.arguments()) for r in asked]
+    assert scores[0] == scores[3]
+    assert fresh.evaluate_all(asked[:1]) == scores[:1]  # all kept: nothing runs
+    with pytest.raises(ValueError, match="classifier must be one of .* got 'clipp'"):
+        runner.is_done("evaluate", rs.Evaluation(teacher, "clipp"))
+
+
+def test_evaluations_on_worker_processes_match_the_same_evaluations_in_one_process(tmp_path, monkeypatch):
+    """Two workers train and evaluate; the kept scores match those of one process (the per-class IoUs
+    to within float noise of one vs two threads)."""
+    asked = [rs.Evaluation(rs.Experiment(head="fcn"), "generator"), rs.Evaluation(rs.Experiment(), "ensemble")]
+    out = {}
+    for workers in (1, 2):
+        monkeypatch.setenv("OVNB_BUILD_DIR", str(tmp_path / f"workers-{workers}"))
+        runner = rs.Runner(smoke(), workers=workers)
+        try:
+            out[workers] = runner.evaluate_all(asked)
+        finally:
+            runner.close()
+        assert all(runner.is_done("evaluate", r) for r in asked)
+    for one, two in zip(out[1], out[2]):
+        assert one["pAcc"] == pytest.approx(two["pAcc"], abs=0.5)
+        assert [v is None for v in one["per_class"]] == [v is None for v in two["per_class"]]
+        assert [v for v in one["per_class"] if v is not None] == \
+            pytest.approx([v for v in two["per_class"] if v is not None], abs=1.0)
+
+
+@pytest.mark.parametrize("classifier", ["ensemble", "generator", "oracle"])
+def test_batched_predictions_are_the_one_image_predictions(build_dir, classifier):
+    """The toy world's test images go through the generator several at a time; the label maps are
+    those of one image at a time (the per-image CLIP crops and Eq. 2 do not depend on the batch)."""
+    runner = rs.Runner(smoke(), workers=1)
+    e = rs.Experiment()
+    model, test = runner.model(e), runner.test_set(e)
+    one = dict(rs.predictions(model, test, [0, 1, 2, 3, 4], classifier, batch_size=1))
+    batched = dict(rs.predictions(model, test, [0, 1, 2, 3, 4], classifier, batch_size=3))
+    assert list(batched) == [0, 1, 2, 3, 4]
+    for i in one:
+        assert (one[i] != batched[i]).float().mean() < 0.002, f"image {i}"

@@ -854,11 +854,12 @@ class TrainSettings:
 
     @classmethod
     def toy(cls, dataset: str = "coco-stuff-171") -> "TrainSettings":
-        """The toy generator's schedule: the official optimizer, groups and clipping, at 3e-4 with batch
-        8 for 200 steps on the COCO-like split (instead of 1e-4, 32 and 60k) - a deviation for the CPU
-        budget - and, on the VOC-like split, 67 steps: the official ratio of VOC's 20k iterations to
-        COCO's 60k."""
-        return cls(iterations=scaled_iterations(200, dataset), batch_size=8, lr=3e-4)
+        """The toy generator's schedule: the official optimizer, groups and clipping, at 5e-4 with batch
+        8 for 150 steps on the COCO-like split (instead of 1e-4, 32 and 60k) - a deviation for the CPU
+        budget - and, on the VOC-like split, 50 steps: the official ratio of VOC's 20k iterations to
+        COCO's 60k. (150 steps at 5e-4 match 200 at 3e-4 on the class head's matched accuracy and the
+        oracle's mIoU, over three seeds, at three quarters of the compute.)"""
+        return cls(iterations=scaled_iterations(150, dataset), batch_size=8, lr=5e-4)
 
 
 VOC_SCHEDULE_RATIO = 20_000 / 60_000  # the official VOC schedule's iterations over COCO's

@@ -93,6 +93,22 @@ class Experiment:
         return [replace(self, seed=int(s)) for s in seeds]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One ``Runner.evaluate`` call as data (hashable: ``Runner.train_all`` schedules it on its worker
+    processes once the model it needs is trained). The fields are ``evaluate``'s arguments."""
+
+    experiment: Experiment
+    classifier: str = "ensemble"
+    region_clip: str | None = None
+    target: str | None = None
+    proposals: str | None = None
+    prompts: str | None = None
+
+    def arguments(self) -> dict:
+        return {f: getattr(self, f) for f in ("classifier", "region_clip", "target", "proposals", "prompts")}
+
+
 class Runner:
     """Trains and evaluates SimBaseline generators for one profile. From the profile:
     ``simbaseline.train_images`` (toy world: images drawn for training), ``simbaseline.iterations`` (else ``train_iterations``; neither: the official schedule of the split; the number is COCO's, VOC runs the official fraction of it, ``sb.scaled_iterations``)
@@ -122,6 +138,8 @@ class Runner:
             raise ValueError(f"simbaseline.prompt must be one of {PROMPTS}, got {self.prompt!r}")
         self.batch_size = profile.get("simbaseline.batch_size")
         self.eval_images = profile.eval_images
+        # test images per generator forward: the toy world's scenes share one size; real images go one at a time
+        self.eval_batch = 16 if self.toy else 1
         self.workers = min(profile.workers if workers is None else int(workers), os.cpu_count() or 1)
         self.encoders: dict = {}
         self.datasets: dict = {}
@@ -290,22 +308,30 @@ class Runner:
 
         return is_finished(self.run_dir(e), self.settings(e).iterations)
 
-    def train_all(self, experiments, prompts: bool = False) -> None:
-        """Train the experiments that are not trained yet, side by side in ``self.workers`` processes
-        when that is more than one (the toy profile). A job starts once what it needs is done: the
-        learned prompts of a ``prompt="learned"`` experiment, the teacher whose pseudo-labels a
-        self-training experiment learns from (``WorkerPool.run``'s ``needs``). ``prompts`` also learns
-        every experiment's prompt vectors. Results land on disk; ``model`` and ``prompts`` load them."""
-        experiments = list(dict.fromkeys(experiments))
+    def train_all(self, experiments=(), prompts: bool = False, evaluations=()) -> None:
+        """Train the experiments that are not trained yet, and run the ``evaluations`` (``Evaluation``)
+        whose scores are not kept yet (their models are trained first where needed), side by side in
+        ``self.workers`` processes when that is more than one (the toy profile). A job starts once what
+        it needs is done: the learned prompts of a ``prompt="learned"`` experiment, the teacher whose
+        pseudo-labels a self-training experiment learns from, the model an evaluation scores
+        (``WorkerPool.run``'s ``needs``). ``prompts`` also learns every experiment's prompt vectors.
+        Results land on disk; ``model``, ``prompts`` and ``evaluate`` load them.
+
+        Jobs are handed out longest chain first, so that no process idles at the end: prompts, the
+        teachers, the self-training students (pseudo-labelling, then training), the other models, then
+        the evaluations."""
+        evaluations = list(dict.fromkeys(evaluations))
+        experiments = list(dict.fromkeys([*experiments, *(r.experiment for r in evaluations)]))
         teachers = list(dict.fromkeys(x.teacher for x in experiments if x.self_training))
-        models = list(dict.fromkeys([*teachers, *(x for x in experiments if not x.self_training), *experiments]))
-        wanted = [x for x in models if x.prompt == "learned"] + (experiments if prompts else [])
+        students = [x for x in experiments if x.self_training]
+        models = list(dict.fromkeys([*teachers, *students, *experiments]))
+        wanted = [x for x in models if x.prompt == "learned"] + (experiments if prompts else []) + \
+            [r.experiment for r in evaluations if self._learned_prompts(r)]
         by_dir: dict = {}
         for x in wanted:  # one job per prompt run (they depend on the split, CLIP and seed only)
             by_dir.setdefault(self.prompt_dir(x), ("prompts", x))
-        prompt_jobs = list(by_dir.values())
-        # what others wait for first (prompts, then teachers), so the processes are busy until the end
-        pending = [job for job in prompt_jobs + [("model", x) for x in models] if not self.is_done(*job)]
+        jobs = list(by_dir.values()) + [("model", x) for x in models] + [("evaluate", r) for r in evaluations]
+        pending = [job for job in jobs if not self.is_done(*job)]
         if self.workers < 2 or len(pending) < 2:
             for job in pending:  # already in an order where every job's needs come before it
                 self.job(*job)
@@ -324,23 +350,46 @@ class Runner:
             kind, x = job
             if kind == "prompts":
                 return []
+            if kind == "evaluate":
+                return [("model", x.experiment)] + \
+                    ([by_dir[self.prompt_dir(x.experiment)]] if self._learned_prompts(x) else [])
             return ([by_dir[self.prompt_dir(x)]] if x.prompt == "learned" else []) + \
                 ([("model", x.teacher)] if x.self_training else [])
 
-        self._pool.run("job", pending, description=f"{len(pending)} SimBaseline trainings", needs=needs)
+        trainings = sum(kind != "evaluate" for kind, _ in pending)
+        self._pool.run("job", pending, description=f"{trainings} SimBaseline trainings, "
+                                                   f"{len(pending) - trainings} evaluations", needs=needs)
 
-    def job(self, kind: str, e: Experiment) -> None:
-        """One unit of ``train_all``: train (or load) ``e``'s generator (``model``) or its prompts."""
-        if kind not in ("model", "prompts"):
-            raise ValueError(f"job kind must be 'model' or 'prompts', got {kind!r}")
-        self.model(e) if kind == "model" else self.prompts(e)
+    def evaluate_all(self, evaluations) -> list[dict]:
+        """``evaluate`` for each of ``evaluations`` (``Evaluation``), in order: those not kept yet run
+        side by side on the worker processes (``train_all``, which also trains any model still missing)."""
+        evaluations = list(evaluations)
+        self.train_all(evaluations=evaluations)
+        return [self.evaluate(r.experiment, **r.arguments()) for r in evaluations]
 
-    def is_done(self, kind: str, e: Experiment) -> bool:
+    def _learned_prompts(self, r: "Evaluation") -> bool:
+        """Whether evaluation ``r`` names classes with the learned prompts of its experiment."""
+        return (r.prompts or r.experiment.prompt) == "learned"
+
+    def job(self, kind: str, item) -> None:
+        """One unit of ``train_all``: train (or load) an experiment's generator (``model``) or its
+        prompts (``prompts``), or run an ``Evaluation`` (``evaluate``)."""
+        if kind not in ("model", "prompts", "evaluate"):
+            raise ValueError(f"job kind must be 'model', 'prompts' or 'evaluate', got {kind!r}")
+        if kind == "evaluate":
+            self.evaluate(item.experiment, **item.arguments())
+        else:
+            self.model(item) if kind == "model" else self.prompts(item)
+
+    def is_done(self, kind: str, item) -> bool:
         from ..train import is_finished
 
         if kind == "model":
-            return self.is_trained(e)
-        return is_finished(self.prompt_dir(e), self.prompt_settings(e)["iterations"])
+            return self.is_trained(item)
+        if kind == "evaluate":
+            folder, spec, _ = self._evaluation(item)
+            return self._scores_path(folder, item.experiment, item.classifier, **spec).is_file()
+        return is_finished(self.prompt_dir(item), self.prompt_settings(item)["iterations"])
 
     def close(self) -> None:
         """Stop the worker processes (they also stop when the notebook's kernel ends)."""
@@ -368,11 +417,19 @@ class Runner:
             folder.mkdir(parents=True, exist_ok=True)
             names = list(base.class_names)
             seen = self.split(e).seen_flags
-            for i in tqdm(range(count), desc="pseudo-labels", disable=not self.progress, leave=False):
-                sample = base[i]
-                scores = segment_at(teacher, sample["image"], names, self.test_size(e), sample["mask"].shape)
-                label = sb.pseudo_labels(scores, sample["mask"], seen, self.pseudo_threshold)
-                torch.save(label.to(torch.uint8).clone(), folder / f"{i}.pt")
+            batch = self.eval_batch
+            for start in tqdm(range(0, count, batch), desc=f"pseudo-labels ({batch} a batch)", disable=not self.progress,
+                              leave=False):
+                samples = [base[i] for i in range(start, min(start + batch, count))]
+                if batch > 1:  # the toy world: one size, one generator forward for the batch
+                    device = next(teacher.generator.parameters()).device
+                    scores = teacher.segment(torch.stack([s["image"] for s in samples]).to(device), names)
+                    scores = [to_size(x, s["mask"].shape) for x, s in zip(scores, samples)]
+                else:
+                    scores = [segment_at(teacher, s["image"], names, self.test_size(e), s["mask"].shape) for s in samples]
+                for i, (sample, score) in enumerate(zip(samples, scores), start):
+                    label = sb.pseudo_labels(score, sample["mask"], seen, self.pseudo_threshold)
+                    torch.save(label.to(torch.uint8).clone(), folder / f"{i}.pt")
             results.write_json_atomic(done, spec)
         return PseudoLabelled(base, folder, count)
 
@@ -445,8 +502,20 @@ class Runner:
         by CLIP alone (``classifier`` must be ``clip``); ``prompts`` (``PROMPTS``): CLIP names the crops
         with the manual templates or the learned prompts of ``prompts(e)`` instead of the experiment's own
         (``classifier`` must be ``clip``: the generator's class head was trained against its own)."""
+        folder, spec, model = self._evaluation(Evaluation(e, classifier, region_clip, target, proposals, prompts))
+        try:
+            return self._kept_scores(folder, model, e, classifier, **spec)
+        finally:
+            if e in self.models:
+                self.models[e].region_clip = None
+                self.models[e].use_prompts(self.own_prompts(e))
+
+    def _evaluation(self, r: Evaluation) -> tuple:
+        """``evaluate``'s arguments checked: the folder its scores are kept in, the spec that names them
+        (beside the classifier) and the function that sets the model up for them."""
         from ..methods.classical_proposals import PROPOSAL_METHODS
 
+        e, classifier, region_clip, proposals, prompts = r.experiment, r.classifier, r.region_clip, r.proposals, r.prompts
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if e.head == "fcn" and classifier != "generator":
@@ -458,7 +527,7 @@ class Runner:
             raise ValueError(f"prompts must be one of {PROMPTS}, with classifier='clip' and the model's own CLIP "
                              f"(got {prompts!r}, {classifier!r}, region_clip={region_clip!r})")
         other = prompts if prompts not in (None, e.prompt) else None  # a text side other than the experiment's own
-        spec = {k: v for k, v in (("region_clip", region_clip), ("target", target), ("proposals", proposals),
+        spec = {k: v for k, v in (("region_clip", region_clip), ("target", r.target), ("proposals", proposals),
                                   ("prompts", other)) if v}
 
         def model():
@@ -467,12 +536,7 @@ class Runner:
             m.use_prompts(self.prompts(e) if (other or e.prompt) == "learned" else None)
             return m
 
-        try:
-            return self._kept_scores(self.run_dir(e), model, e, classifier, **spec)
-        finally:
-            if e in self.models:
-                self.models[e].region_clip = None
-                self.models[e].use_prompts(self.own_prompts(e))
+        return self.run_dir(e), spec, model
 
     def class_accuracy(self, e: Experiment, images: int | None = None) -> dict:
         """The generator's own class head on ``e``'s test images, apart from assembly and CLIP: the share of
@@ -494,7 +558,7 @@ class Runner:
             matcher = model.criterion(len(classes)).matcher
             named = segments = 0
             counts = torch.zeros(len(classes))
-            batch = 25 if self.toy else 1  # toy scenes share one size; real images go one at a time, resized
+            batch = self.eval_batch
             for start in range(0, len(indices), batch):
                 samples = [dataset[i] for i in indices[start:start + batch]]
                 images_ = resize_shortest_edge(torch.stack([s["image"] for s in samples]).to(self.device),
@@ -520,30 +584,47 @@ class Runner:
         ``spec["target"]``'s), kept in ``folder`` under a name covering the classifier, the images, the
         convention and the test size (and ``spec``)."""
         target = spec.get("target")
-        spec = {"classifier": classifier, "images": self.test_indices(e, target), "convention": self.convention,
-                "short_edge": self.test_size(e, target), **spec}
-        if spec.get("proposals") and self.profile.get("simbaseline.max_classical_proposals"):
-            spec["max_proposals"] = int(self.profile.get("simbaseline.max_classical_proposals"))
+        path = self._scores_path(folder, e, classifier, **spec)
+        spec = self._scores_spec(e, classifier, **spec)
+
         def compute():
             t0 = time.perf_counter()
             dataset = self.target_set(e, target)
             matrix = confusion_matrix(model(), dataset, spec["images"], classifier, progress=self.progress,
                                       short_edge=spec["short_edge"], proposals=spec.get("proposals"),
                                       max_proposals=spec.get("max_proposals", MAX_CLASSICAL_PROPOSALS),
-                                      overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))  # a target's official lambda
+                                      overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}),  # a target's official lambda
+                                      batch_size=self.eval_batch)
             split = dataset.split  # a cross-dataset target: its own classes (ADE20K-150 has no seen/unseen split)
             out = {k: 100 * v for k, v in generalized_zero_shot(matrix, split.seen, split.unseen, self.convention).items()}
             out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
             return out
 
-        return results.kept(folder / f"evaluation-{results.digest(spec)}.json", compute)
+        return results.kept(path, compute)
+
+    def _scores_spec(self, e: Experiment, classifier: str, **spec) -> dict:
+        """What names kept scores: the classifier, the evaluated images, the convention, the test size and
+        ``spec`` (the evaluation's other arguments)."""
+        target = spec.get("target")
+        spec = {"classifier": classifier, "images": self.test_indices(e, target), "convention": self.convention,
+                "short_edge": self.test_size(e, target), **spec}
+        # Table 5: at most as many classical regions as the generator has queries (the paper's 100 are
+        # MaskFormer's; the toy generator has 20, the dry run's 8)
+        cap = self.config(e).num_queries
+        if spec.get("proposals") and cap != MAX_CLASSICAL_PROPOSALS:
+            spec["max_proposals"] = cap
+        return spec
+
+    def _scores_path(self, folder: Path, e: Experiment, classifier: str, **spec) -> Path:
+        """Where ``_kept_scores`` keeps these scores."""
+        return folder / f"evaluation-{results.digest(self._scores_spec(e, classifier, **spec))}.json"
 
     def predict(self, e: Experiment, indices, classifier: str = "ensemble", target: str | None = None) -> list:
         """The label maps ``e``'s model predicts for the test images ``indices`` (of ``target``'s set
         when given), exactly as ``evaluate`` scores them: for figures of the masks."""
         dataset = self.target_set(e, target)
         return [label for _, label in predictions(self.model(e), dataset, list(indices), classifier,
-                                                  short_edge=self.test_size(e, target),
+                                                  short_edge=self.test_size(e, target), batch_size=self.eval_batch,
                                                   overrides=sb.ENSEMBLE_WEIGHTS.get(target, {}))]
 
     def masks_figure(self, configs: dict, seed: int | None = None):
@@ -654,15 +735,16 @@ class PseudoLabelled(torch.utils.data.Dataset):
 @torch.no_grad()
 def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
                 short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None,
-                max_proposals: int = MAX_CLASSICAL_PROPOSALS):
+                max_proposals: int = MAX_CLASSICAL_PROPOSALS, batch_size: int = 1):
     """``(index, label map)`` of ``model`` with ``classifier`` for each image of ``indices``: the image
     resized to ``short_edge`` (the official test size: COCO 640, VOC 512; the proposals' crops are cut
     from the resized image), segmented with every class name of ``dataset`` (generalized zero-shot), the
     Eq. (2) scores resized back to the image (``to_size``) and the prediction their argmax.
     ``proposals``: Table 5's classical proposals of each resized image, classified by CLIP alone
     (``SimBaseline.classify_masks``), replace the generator's (at most ``max_proposals`` of them).
-    ``overrides``: configuration fields for
-    these predictions only (a cross-dataset target's official λ and mask threshold)."""
+    ``overrides``: configuration fields for these predictions only (a cross-dataset target's official λ
+    and mask threshold). ``batch_size``: images the generator sees in one forward where they share a size
+    after the resize (the toy world's; each image's proposals are still classified on their own)."""
     from tqdm.auto import tqdm
 
     from ..methods.classical_proposals import proposals as classical
@@ -672,35 +754,45 @@ def predictions(model: sb.SimBaseline, dataset, indices, classifier: str = "ense
     original = model.config
     chosen = {} if classifier == "oracle" else {"classifier": classifier}
     model.config = replace(original, **chosen, **(overrides or {}))
+    indices = list(indices)
+    bar = tqdm(total=len(indices), desc=f"SimBaseline ({classifier})", disable=not progress, leave=False)
     try:
-        for i in tqdm(indices, desc=f"SimBaseline ({classifier})", disable=not progress, leave=False):
-            sample = dataset[i]
-            image = resize_shortest_edge(sample["image"][None].to(device), short_edge)
+        for start in range(0, len(indices), max(1, int(batch_size))):
+            chunk = indices[start:start + max(1, int(batch_size))]
+            samples = [dataset[i] for i in chunk]
+            images = [resize_shortest_edge(sample["image"][None].to(device), short_edge) for sample in samples]
             if classifier == "oracle":
-                _, masks, _ = model.proposals(image, names)
-                gt = sample["mask"].to(device)
-                gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
-                binary = sb.binarize(masks[0], model.config.mask_threshold)
-                scores = sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0])
+                scores = []
+                for image, sample in zip(images, samples):
+                    _, masks, _ = model.proposals(image, names)
+                    gt = sample["mask"].to(device)
+                    gt = torch.nn.functional.interpolate(gt[None, None].float(), size=masks.shape[-2:], mode="nearest")[0, 0]
+                    binary = sb.binarize(masks[0], model.config.mask_threshold)
+                    scores.append(sb.semantic_map(sb.oracle_probabilities(binary, gt.long(), len(names)), masks[0]))
             elif proposals is not None:
-                scores = model.classify_masks(image[0], classical(proposals, image[0], max_proposals=max_proposals),
-                                              names)
+                scores = [model.classify_masks(image[0], classical(proposals, image[0], max_proposals=max_proposals), names)
+                          for image in images]
+            elif len({tuple(image.shape) for image in images}) == 1:
+                scores = list(model.segment(torch.cat(images), names))
             else:
-                scores = model.segment(image, names)[0]
-            yield i, to_size(scores, sample["mask"].shape).argmax(0).cpu()
+                scores = [model.segment(image, names)[0] for image in images]
+            for i, sample, score in zip(chunk, samples, scores):
+                yield i, to_size(score, sample["mask"].shape).argmax(0).cpu()
+            bar.update(len(chunk))
     finally:
+        bar.close()
         model.config = original
 
 
 def confusion_matrix(model: sb.SimBaseline, dataset, indices, classifier: str = "ensemble", progress: bool = False,
                      short_edge: int | None = None, proposals: str | None = None, overrides: dict | None = None,
-                     max_proposals: int = MAX_CLASSICAL_PROPOSALS):
+                     max_proposals: int = MAX_CLASSICAL_PROPOSALS, batch_size: int = 1):
     """The confusion matrix over all of ``dataset``'s classes of ``predictions(...)`` against the masks."""
     from ..metrics import ConfusionMatrix
 
     matrix = ConfusionMatrix(len(dataset.class_names))
     for i, predicted in predictions(model, dataset, indices, classifier, progress, short_edge, proposals, overrides,
-                                    max_proposals):
+                                    max_proposals, batch_size):
         matrix.update(predicted, dataset[i]["mask"])
     return matrix
 
