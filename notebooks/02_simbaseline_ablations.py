@@ -243,9 +243,8 @@ plt.show()
 # ## Choices the paper leaves open, and deviations
 #
 # * **Table 5's classical proposals** are scikit-image stand-ins (above), capped at the generator's
-#   number of queries (100; toy 20), coarse
-#   levels first; the paper says neither how it ran gPb-UCM and Selective Search nor how many regions
-#   it kept.
+#   number of queries (100; toy 20), coarse levels first; the paper says neither how it ran gPb-UCM and
+#   Selective Search nor how many regions it kept.
 # * **Table 8's classifier**: the paper says the variants serve "as the region classifiers" with the
 #   manual prompt and reports numbers below Table 7's CLIP-only row; this notebook reads that as CLIP
 #   alone on the generator's proposals (`TABLE8_CLASSIFIER = "clip"`). With `"ensemble"` the generator's
