@@ -388,7 +388,7 @@ class Runner:
             return self.is_trained(item)
         if kind == "evaluate":
             folder, spec, _ = self._evaluation(item)
-            return self._scores_path(folder, item.experiment, item.classifier, **spec).is_file()
+            return self._scores_path(folder, self._scores_spec(item.experiment, item.classifier, **spec)).is_file()
         return is_finished(self.prompt_dir(item), self.prompt_settings(item)["iterations"])
 
     def close(self) -> None:
@@ -417,16 +417,12 @@ class Runner:
             folder.mkdir(parents=True, exist_ok=True)
             names = list(base.class_names)
             seen = self.split(e).seen_flags
-            batch = self.eval_batch
+            batch, device = self.eval_batch, next(teacher.generator.parameters()).device
             for start in tqdm(range(0, count, batch), desc=f"pseudo-labels ({batch} a batch)", disable=not self.progress,
                               leave=False):
-                samples = [base[i] for i in range(start, min(start + batch, count))]
-                if batch > 1:  # the toy world: one size, one generator forward for the batch
-                    device = next(teacher.generator.parameters()).device
-                    scores = teacher.segment(torch.stack([s["image"] for s in samples]).to(device), names)
-                    scores = [to_size(x, s["mask"].shape) for x, s in zip(scores, samples)]
-                else:
-                    scores = [segment_at(teacher, s["image"], names, self.test_size(e), s["mask"].shape) for s in samples]
+                samples = [base[i] for i in range(start, min(start + batch, count))]  # toy: one size; else one image
+                images = resize_shortest_edge(torch.stack([s["image"] for s in samples]).to(device), self.test_size(e))
+                scores = [to_size(x, s["mask"].shape) for x, s in zip(teacher.segment(images, names), samples)]
                 for i, (sample, score) in enumerate(zip(samples, scores), start):
                     label = sb.pseudo_labels(score, sample["mask"], seen, self.pseudo_threshold)
                     torch.save(label.to(torch.uint8).clone(), folder / f"{i}.pt")
@@ -584,7 +580,6 @@ class Runner:
         ``spec["target"]``'s), kept in ``folder`` under a name covering the classifier, the images, the
         convention and the test size (and ``spec``)."""
         target = spec.get("target")
-        path = self._scores_path(folder, e, classifier, **spec)
         spec = self._scores_spec(e, classifier, **spec)
 
         def compute():
@@ -600,7 +595,7 @@ class Runner:
             out.update(per_class=matrix_per_class(matrix), eval_s=time.perf_counter() - t0, images=len(spec["images"]))
             return out
 
-        return results.kept(path, compute)
+        return results.kept(self._scores_path(folder, spec), compute)
 
     def _scores_spec(self, e: Experiment, classifier: str, **spec) -> dict:
         """What names kept scores: the classifier, the evaluated images, the convention, the test size and
@@ -615,9 +610,10 @@ class Runner:
             spec["max_proposals"] = cap
         return spec
 
-    def _scores_path(self, folder: Path, e: Experiment, classifier: str, **spec) -> Path:
-        """Where ``_kept_scores`` keeps these scores."""
-        return folder / f"evaluation-{results.digest(self._scores_spec(e, classifier, **spec))}.json"
+    @staticmethod
+    def _scores_path(folder: Path, spec: dict) -> Path:
+        """Where ``_kept_scores`` keeps the scores a full ``_scores_spec`` names."""
+        return folder / f"evaluation-{results.digest(spec)}.json"
 
     def predict(self, e: Experiment, indices, classifier: str = "ensemble", target: str | None = None) -> list:
         """The label maps ``e``'s model predicts for the test images ``indices`` (of ``target``'s set
